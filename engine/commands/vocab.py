@@ -1,0 +1,12 @@
+"""`sideman vocab`: print the token vocabulary layout (same as `python -m engine.vocab`)."""
+
+from engine import vocab
+
+
+def add_arguments(parser) -> None:
+    pass
+
+
+def run(args) -> int:
+    vocab.main()
+    return 0
