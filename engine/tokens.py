@@ -110,9 +110,7 @@ class StreamEncoder:
         """Close every sounding note (at `tick`, default the position) and optionally end the stream."""
         out = self.advance_to(tick) if tick is not None else []
         for role, pitch in sorted(self.depth):
-            out += self._write_off(role, pitch)
-        self.depth.clear()
-        self.on_tick.clear()
+            out += self._release(self.position, role, pitch)
         self.pedal_held.clear()
         self.pedal_down.clear()
         if eos:
@@ -164,13 +162,15 @@ class StreamEncoder:
             raise TokenizerError(f"role {role} out of range 0..{self.vocab.config.n_roles - 1}")
         out = self.advance_to(tick)
         key = (role, pitch)
-        if key in self.pedal_held:  # re-struck while the pedal holds it: close, strike anew
-            self.pedal_held.discard(key)
+        if key in self.depth:
+            if key in self.pedal_held:  # re-struck while the pedal holds it: close, strike anew
+                self.pedal_held.discard(key)
+                self.depth[key] = 0
+            else:  # overlapping same-pitch note: retrigger, end at the last note-off
+                self.stats.count("overlapping_note_on")
+            if self.position <= self.on_tick[key]:  # a note lasts at least one tick
+                out += self.advance_to(self.on_tick[key] + 1)
             out += self._write_off(role, pitch)
-            self.depth.pop(key, None)
-        elif key in self.depth:  # overlapping same-pitch note: retrigger, end at the last note-off
-            out += self._write_off(role, pitch)
-            self.stats.count("overlapping_note_on")
         out += self._write_role(role)
         vel_bin = self.vocab.velocity_bin(velocity)
         if vel_bin != self.vel_bin:
@@ -220,11 +220,11 @@ class StreamEncoder:
             self.stats.count("empty_message")
             return []
         status = data[0]
-        if status < 0x80 or any(b > 0x7F for b in data[1:]):
-            self.stats.count("malformed_message")
-            return []
         if status >= 0xF0:
             self.stats.count("sysex" if status == 0xF0 else "system_message")
+            return []
+        if status < 0x80 or any(b > 0x7F for b in data[1:]):
+            self.stats.count("malformed_message")
             return []
         kind = status & 0xF0
         expected = 2 if kind in (0xC0, 0xD0) else 3
