@@ -20,7 +20,7 @@ def has_sound_card() -> bool:
         import sounddevice as sd
 
         sd.query_devices(kind="output")
-    except (OSError, Exception):  # noqa: BLE001 - PortAudioError, or no PortAudio at all
+    except Exception:  # noqa: BLE001 - PortAudioError, or OSError when PortAudio is missing
         return False
     return True
 
