@@ -136,3 +136,17 @@ def test_note_ons_beyond_the_queue_bound_are_dropped_but_note_offs_never():
         assert len(synth._events) == 0
     finally:
         synth.delete()
+
+
+def test_config_from_a_real_preset(repo_root):
+    presets = pytest.importorskip("engine.presets")
+    from engine.audio.monitor import PLAYER_CHANNEL, SIDEMAN_CHANNEL, monitor_config_from_preset
+
+    preset = presets.load_preset(repo_root / "presets" / "default.toml")
+    config = monitor_config_from_preset(preset)
+    assert config.enabled == preset.monitor.enabled
+    assert dict(config.programs) == {
+        PLAYER_CHANNEL: preset.monitor.player_program,
+        SIDEMAN_CHANNEL: preset.monitor.sideman_program,
+    }
+    assert monitor_config_from_preset(preset, soundfont="/x.sf2").soundfont == "/x.sf2"

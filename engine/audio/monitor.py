@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 _NOTE_ON, _NOTE_OFF, _PROGRAM, _ALL_OFF = range(4)
 
+# Monitor channels of the two parts, whatever MIDI channels they use on the wire (they may share one):
+# the same convention as recordings and piano rolls, channel 0 = the player, 1 = the sideman.
+PLAYER_CHANNEL = 0
+SIDEMAN_CHANNEL = 1
+
 
 @dataclass(frozen=True)
 class MonitorConfig:
@@ -45,6 +50,19 @@ class MonitorConfig:
                 raise AudioError(f"monitor program {channel}={program}: channels are 0-15, GM programs 0-127")
         if self.sample_rate <= 0 or self.blocksize <= 0 or self.max_pending <= 0:
             raise AudioError("monitor sample_rate, blocksize and max_pending must be positive")
+
+
+def monitor_config_from_preset(preset, soundfont: str | None = None) -> MonitorConfig:
+    """The MonitorConfig of a preset's `[monitor]` table; `soundfont` (e.g. --soundfont) overrides it.
+
+    The daemon plays the player's notes on PLAYER_CHANNEL and the sideman's on SIDEMAN_CHANNEL.
+    """
+    m = preset.monitor
+    return MonitorConfig(
+        enabled=m.enabled,
+        soundfont=soundfont or m.soundfont or None,
+        programs=((PLAYER_CHANNEL, m.player_program), (SIDEMAN_CHANNEL, m.sideman_program)),
+    )
 
 
 class MonitorSynth:
