@@ -8,14 +8,15 @@ unexpected exception inside a check is reported as that check's FAIL.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
+
+from engine.audio.quiet import no_jack_autostart, quiet_stderr
 
 PROBE_CLIENT = "sideman-doctor"
 
@@ -54,38 +55,6 @@ def default_root() -> Path:
     if (cwd / "models").is_dir() or (cwd / "presets").is_dir():
         return cwd
     return Path(__file__).resolve().parent.parent
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence the C libraries (JACK, ALSA, FluidSynth) that print to fd 2 while they are probed."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no real fd 2 (e.g. an embedded interpreter)
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-@contextlib.contextmanager
-def no_jack_autostart() -> Iterator[None]:
-    """Look for a running JACK server, never start one (JACK_NO_START_SERVER), restoring the variable."""
-    saved = os.environ.get("JACK_NO_START_SERVER")
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    try:
-        yield
-    finally:
-        if saved is None:
-            os.environ.pop("JACK_NO_START_SERVER", None)
-        else:
-            os.environ["JACK_NO_START_SERVER"] = saved
 
 
 def _api_names() -> dict[int, str]:
@@ -252,7 +221,8 @@ def check_soundfont(ctx: DoctorContext) -> CheckResult:
 
 def check_audio_output(ctx: DoctorContext) -> CheckResult:
     try:
-        import sounddevice as sd
+        with no_jack_autostart(), quiet_stderr():
+            import sounddevice as sd
     except OSError as exc:
         return CheckResult(
             "audio output", Status.WARN, f"PortAudio not loadable ({exc})", "`apt-get install libportaudio2`"

@@ -150,3 +150,55 @@ def test_config_from_a_real_preset(repo_root):
         SIDEMAN_CHANNEL: preset.monitor.sideman_program,
     }
     assert monitor_config_from_preset(preset, soundfont="/x.sf2").soundfont == "/x.sf2"
+
+
+ACTIVE_MONITOR_SCRIPT = r"""
+import json, logging, sys, time
+logging.basicConfig(level=logging.INFO)
+from engine.audio.monitor import Monitor, MonitorConfig
+monitor = Monitor.open(MonitorConfig(programs=((0, 0), (1, 32))))
+report = {"active": monitor.active}
+if monitor.active:
+    deadline = time.monotonic() + 5.0
+    while monitor.blocks < 10 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report["silent_peak"] = monitor.peak
+    monitor.note_on(0, 60, 110)
+    monitor.note_on(1, 40, 110)
+    start = monitor.blocks
+    while monitor.blocks < start + 40 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report["blocks"] = monitor.blocks
+    report["peak"] = monitor.peak
+    monitor.all_notes_off()
+    monitor.close()
+    monitor.close()
+    report["after_close"] = monitor.active
+print(json.dumps(report))
+"""
+
+
+@pytest.mark.jack
+@needs_soundfont
+def test_monitor_plays_through_jack_audio(jack_server, repo_root):
+    """JACK's dummy driver is a real PortAudio output device: the monitor goes active and renders notes.
+
+    Run in a fresh process: PortAudio lists devices once, when sounddevice is imported.
+    """
+    import json
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", ACTIVE_MONITOR_SCRIPT],
+        cwd=repo_root, env=dict(os.environ), capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["active"] is True, proc.stderr[-2000:]
+    assert "monitor on" in proc.stderr and "48000 Hz" in proc.stderr  # the JACK server's rate, not 44.1 kHz
+    assert report["silent_peak"] < 64  # dither only, before any note
+    assert report["blocks"] >= 50
+    assert report["peak"] > 1000  # the notes sounded
+    assert report["after_close"] is False

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.audio.quiet import no_jack_autostart, quiet_stderr
 from engine.audio.soundfont import find_soundfont, load_synth, select_program
 from engine.errors import AudioError
 
@@ -31,6 +32,7 @@ _NOTE_ON, _NOTE_OFF, _PROGRAM, _ALL_OFF = range(4)
 # the same convention as recordings and piano rolls, channel 0 = the player, 1 = the sideman.
 PLAYER_CHANNEL = 0
 SIDEMAN_CHANNEL = 1
+DEFAULT_SAMPLE_RATE = 44100
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class MonitorConfig:
     soundfont: str | None = None  # None: find_soundfont() looks in the usual places
     programs: tuple[tuple[int, int], ...] = ((0, 0),)  # (channel, GM program) per part; others play piano
     gain: float = 0.5
-    sample_rate: int = 44100
+    sample_rate: int | None = None  # None: the device's own rate (JACK and PipeWire often run at 48 kHz)
     blocksize: int = 256  # frames per callback: the monitor's added latency
     device: int | str | None = None  # sounddevice output device; None: the system default
     max_pending: int = 4096  # note-ons beyond this many unrendered events are dropped (and counted)
@@ -48,7 +50,7 @@ class MonitorConfig:
         for channel, program in self.programs:
             if not (0 <= channel <= 15 and 0 <= program <= 127):
                 raise AudioError(f"monitor program {channel}={program}: channels are 0-15, GM programs 0-127")
-        if self.sample_rate <= 0 or self.blocksize <= 0 or self.max_pending <= 0:
+        if (self.sample_rate is not None and self.sample_rate <= 0) or self.blocksize <= 0 or self.max_pending <= 0:
             raise AudioError("monitor sample_rate, blocksize and max_pending must be positive")
 
 
@@ -71,10 +73,11 @@ class MonitorSynth:
     `render` is called by one thread only (the audio callback); the event methods by any thread.
     """
 
-    def __init__(self, config: MonitorConfig) -> None:
+    def __init__(self, config: MonitorConfig, sample_rate: int | None = None) -> None:
         self.config = config
+        self.sample_rate = int(sample_rate or config.sample_rate or DEFAULT_SAMPLE_RATE)
         self.soundfont = find_soundfont(config.soundfont)
-        self._synth, self._sfid = load_synth(self.soundfont, config.sample_rate, config.gain)
+        self._synth, self._sfid = load_synth(self.soundfont, self.sample_rate, config.gain)
         self._events: collections.deque[tuple[int, int, int, int]] = collections.deque()
         self.dropped = 0
         for channel in range(16):
@@ -129,7 +132,9 @@ class Monitor:
         self._synth = synth
         self._stream = stream
         self._close_lock = threading.Lock()
-        self.xruns = 0
+        self.xruns = 0  # blocks PortAudio flagged (underflow); read by the daemon's stats
+        self.blocks = 0  # blocks rendered
+        self.peak = 0  # highest absolute sample so far (0..32767): a level meter and a test probe
 
     @property
     def active(self) -> bool:
@@ -155,22 +160,23 @@ class Monitor:
     def _open(cls, config: MonitorConfig) -> Monitor:
         find_soundfont(config.soundfont)  # fail fast, before touching the audio system
         try:
-            import sounddevice as sd
+            with no_jack_autostart(), quiet_stderr():  # PortAudio probes JACK and ALSA on import
+                import sounddevice as sd
         except OSError as exc:  # the PortAudio library itself is missing
             raise AudioError(f"cannot load PortAudio ({exc}): `apt-get install libportaudio2`") from exc
         try:
-            sd.query_devices(config.device, kind="output")
+            device = sd.query_devices(config.device, kind="output")
         except (sd.PortAudioError, ValueError) as exc:
             found = len(sd.query_devices())
             raise AudioError(
                 f"no audio output device ({exc}; {found} devices found): connect a sound card or headphones, "
                 "check `python -m sounddevice`, or use a DAW through the MIDI output instead"
             ) from exc
-        synth = MonitorSynth(config)
+        synth = MonitorSynth(config, config.sample_rate or int(device["default_samplerate"]))
         monitor = cls(synth)
         try:
             stream = sd.OutputStream(
-                samplerate=config.sample_rate,
+                samplerate=synth.sample_rate,
                 blocksize=config.blocksize,
                 channels=2,
                 dtype="int16",
@@ -187,7 +193,7 @@ class Monitor:
         monitor._stream = stream
         log.info(
             "monitor on: %s, %d Hz, %d-frame blocks (%.1f ms)",
-            synth.soundfont, config.sample_rate, config.blocksize, 1000 * config.blocksize / config.sample_rate,
+            synth.soundfont, synth.sample_rate, config.blocksize, 1000 * config.blocksize / synth.sample_rate,
         )
         return monitor
 
@@ -199,7 +205,12 @@ class Monitor:
         if synth is None:
             outdata.fill(0)
             return
-        outdata[:] = synth.render(frames)
+        block = synth.render(frames)
+        outdata[:] = block
+        self.blocks += 1
+        peak = max(int(block.max(initial=0)), -int(block.min(initial=0)))
+        if peak > self.peak:
+            self.peak = peak
 
     def note_on(self, channel: int, pitch: int, velocity: int) -> None:
         synth = self._synth
