@@ -1,0 +1,134 @@
+"""Presets: the shipped files load, round-trip through TOML, and bad files name file, field, allowed."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from engine.cli import main
+from engine.errors import PresetError
+from engine.presets import PRESET_DIR, Key, dump_preset, list_presets, load_preset, parse_key
+
+SHIPPED = list_presets(PRESET_DIR)
+
+
+def test_the_required_presets_ship():
+    names = {p.stem for p in SHIPPED}
+    assert {"default", "daw-sync", "free-tempo"} <= names
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_preset_round_trips(path, tmp_path):
+    preset = load_preset(path)
+    copy = tmp_path / path.name
+    copy.write_text(dump_preset(preset))
+    for _, target in preset.program_change:  # references resolve next to the copy
+        (tmp_path / target).write_text((PRESET_DIR / target).read_text())
+    again = load_preset(copy)
+    assert again == preset
+    assert dump_preset(again) == dump_preset(preset)
+
+
+def test_shipped_presets_say_what_they_are():
+    default = load_preset(PRESET_DIR / "default.toml")
+    assert (default.mode, default.clock.source, default.clock.bpm) == ("call_response", "internal", 100)
+    assert load_preset(PRESET_DIR / "daw-sync.toml").clock.source == "midi"
+    assert default.model == "models/continuation.pt"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+BAD = [
+    # (toml, field named in the error, a piece of the allowed values)
+    ('mode = "jam"', "mode", "call_response, accompany, restyle"),
+    ("tempo = 120", "tempo", "mode"),
+    ("[clock]\nbpm = 0", "clock.bpm", "[20, 300]"),
+    ('[clock]\nbpm = "fast"', "clock.bpm", "[20, 300]"),
+    ("[clock]\nbpm = 120\nswing = 0.6", "clock.swing", "source, bpm, meter"),
+    ('[clock]\nsource = "daw"', "clock.source", "internal, midi"),
+    ('[clock]\nmeter = "4/3"', "clock.meter", "6/8"),
+    ("[channels]\noutput = 17", "channels.output", "1..16"),
+    ('[channels]\ninput = "some"', "channels.input", '"all"'),
+    ('[constraints]\nkey = "H major"', "constraints.key", "C major"),
+    ('[constraints]\nkey = "C lydian"', "constraints.key", "F# minor"),
+    ("[constraints]\nkey = 3", "constraints.key", "none"),
+    ("[constraints]\nlow = 80\nhigh = 40", "constraints.high", "80..127"),
+    ("[sampling]\ntemperature = -1.0", "sampling.temperature", "(0, 5]"),
+    ("[sampling]\ntop_p = 1.5", "sampling.top_p", "(0, 1]"),
+    ("[sampling]\ntop_k = true", "sampling.top_k", "0..10000"),
+    ('[response]\nlength_bars = "long"', "response.length_bars", '"match"'),
+    ('[response]\nstart = "now"', "response.start", "beat, bar"),
+    ("[phrase]\nsilence_beats = 0", "phrase.silence_beats", "(0, 32]"),
+    ("[phrase]\nend_cc = 200", "phrase.end_cc", "0..127"),
+    ("[cc]\npanic = 21\ntemperature = 21", "cc.panic", "used once"),
+    ("[cc]\nvolume = 7", "cc.volume", "temperature, response_length, panic, mode"),
+    ('[ports]\napi = "asio"', "ports.api", "alsa, jack"),
+    ("[ports]\nconnect = 1", "ports.connect", "true or false"),
+    ('[program_change]\n200 = "default.toml"', "program_change.200", "0..127"),
+    ('[program_change]\n1 = "../etc/passwd"', "program_change.1", "same folder"),
+    ('[program_change]\n1 = "nope.toml"', "program_change.1", "a preset file"),
+    ('[monitor.programs]\nbass = 33', "monitor.programs.bass", "player, sideman"),
+    ("[monitor]\nenabled = \"yes\"", "monitor.enabled", "true or false"),
+    ('model = "models/continuation.onnx"', "model", ".pt"),
+    ("ports = 3", "ports", "a [ports] table"),
+]
+
+
+@pytest.mark.parametrize("text,field,allowed", BAD, ids=[b[1] for b in BAD])
+def test_bad_preset_names_file_field_and_allowed(tmp_path, text, field, allowed):
+    path = write(tmp_path, text)
+    with pytest.raises(PresetError) as info:
+        load_preset(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert f": {field}:" in message
+    assert "allowed:" in message and allowed in message
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(PresetError, match="not valid TOML"):
+        load_preset(write(tmp_path, "mode = "))
+    with pytest.raises(PresetError, match="no such preset file"):
+        load_preset(tmp_path / "missing.toml")
+
+
+def test_defaults_fill_omitted_sections(tmp_path):
+    preset = load_preset(write(tmp_path, 'name = "minimal"'))
+    assert preset.clock.source == "internal" and preset.channels.input is None
+    assert preset.response.length_bars == 4 and preset.sampling.seed is None
+
+
+@pytest.mark.parametrize(
+    "text,tonic_pc,pcs",
+    [("C major", 0, {0, 2, 4, 5, 7, 9, 11}), ("A minor", 9, {9, 11, 0, 2, 4, 5, 7}), ("Bb major", 10, None),
+     ("f# minor", 6, None)],
+)
+def test_keys(text, tonic_pc, pcs):
+    key = parse_key(text)
+    assert isinstance(key, Key) and key.tonic_pc == tonic_pc
+    if pcs is not None:
+        assert key.pitch_classes() == pcs
+    assert parse_key("none") is None
+
+
+def test_dump_is_valid_toml_for_every_shipped_preset():
+    for path in SHIPPED:
+        data = tomllib.loads(dump_preset(load_preset(path)))
+        assert data["mode"] == load_preset(path).mode
+
+
+def test_cli_lists_and_checks(capsys, tmp_path):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "default" in out and "daw-sync" in out and "free-tempo" in out
+    assert main(["presets", "--check", str(PRESET_DIR / "default.toml")]) == 0
+    bad = write(tmp_path, "[clock]\nbpm = 1000")
+    assert main(["presets", "--check", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert "clock.bpm" in out and str(bad) in out
