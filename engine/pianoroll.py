@@ -170,15 +170,17 @@ def draw_piano_roll(
         ax.set_ylim(47.5, 72.5)
         ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="#888888")
     ax.set_xlim(0, max(roll.length, roll.bar_lines[-1] if roll.bar_lines else 0, 1.0))
-    ax.set_xticks(list(roll.bar_lines))
-    ax.set_xticklabels([str(i + 1) for i in range(len(roll.bar_lines))], fontsize=7)
+    every = max(1, len(roll.bar_lines) // 32)  # at most about 32 bar numbers
+    ax.set_xticks(list(roll.bar_lines[::every]))
+    ax.set_xticklabels([str(i + 1) for i in range(0, len(roll.bar_lines), every)], fontsize=7)
     ax.set_xlabel("bar")
     ax.set_ylabel("MIDI pitch (60 = middle C)")
     tempo = f"{roll.tempo_bpm:.0f} BPM" + (f" (+{roll.tempo_changes} changes)" if roll.tempo_changes else "")
     num, den = roll.time_signature
-    ax.set_title(f"{roll.title}  —  {tempo}, {num}/{den}", fontsize=11)
-    if parts:
-        ax.legend(loc="upper right", fontsize=8, framealpha=0.85)
+    ax.set_title(f"{roll.title}  —  {tempo}, {num}/{den}", fontsize=11, loc="left")
+    if parts:  # above the plot, right of the title: never over the notes
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(parts), fontsize=8, frameon=False,
+                  borderaxespad=0.2)
     ax.set_axisbelow(True)
     ax.grid(axis="y", color="#eeeeee", linewidth=0.5)
     fig.tight_layout()
