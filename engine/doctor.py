@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Callable
@@ -46,7 +46,6 @@ class CheckResult:
 class DoctorContext:
     root: Path  # where models/ and presets/ are
     soundfont: str | None = None
-    jack_api: int | None = field(default=None, compare=False)
 
 
 def default_root() -> Path:
