@@ -1,0 +1,114 @@
+"""Training configurations: frozen dataclasses, named presets, and TOML/JSON files that override them."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+from engine.errors import SidemanError
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str = "continuation"
+    # model
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    window: int = 1024
+    max_rollback: int = 256
+    dropout: float = 0.1
+    # data
+    collections: tuple[str, ...] = ("bach", "essen", "oneill", "ryan", "aird", "palestrina")
+    role_mapping: str = "call_response"  # how a piece's notes become roles (see engine.corpus.piece)
+    seq_len: int = 512
+    transpose: tuple[int, int] = (-5, 6)  # semitones, inclusive, drawn per window
+    live_noise: float = 0.0  # share of windows given live-input noise (timing jitter, wrong notes, velocity)
+    # optimisation
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05  # cosine decays to lr * this
+    warmup_steps: int = 200
+    max_steps: int = 6000
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    # adversarial training on the token embeddings
+    adversarial: str = "none"  # none | fgsm | pgd
+    adv_epsilon: float = 0.05  # L-inf radius, relative to the embedding RMS
+    adv_steps: int = 3  # PGD steps
+    adv_weight: float = 0.5  # loss = (1 - w) * clean + w * adversarial
+    # bookkeeping
+    eval_every: int = 250
+    eval_batches: int = 20
+    patience: int = 6  # evaluations without improvement before early stopping
+    checkpoint_every: int = 250
+    seed: int = 1234
+    out_dir: str = "runs"
+    data_limit: int = 0  # pieces per collection; 0 = all (tiny runs for tests)
+
+    def __post_init__(self) -> None:
+        if self.adversarial not in ("none", "fgsm", "pgd"):
+            raise SidemanError(f"train config: adversarial must be none, fgsm or pgd, not {self.adversarial!r}")
+        if self.seq_len > self.window:
+            raise SidemanError(f"train config: seq_len {self.seq_len} must be <= window {self.window}")
+
+    def model_fields(self) -> dict:
+        return dict(d_model=self.d_model, n_layers=self.n_layers, n_heads=self.n_heads, d_ff=self.d_ff,
+                    window=self.window, max_rollback=self.max_rollback, dropout=self.dropout)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # the shipped call-and-response continuation model
+    "continuation": TrainConfig(),
+    # the same with adversarial training on embeddings and live-noise augmentation
+    "continuation-robust": TrainConfig(name="continuation-robust", adversarial="pgd", live_noise=0.25),
+    # seconds on a CPU: for tests and smoke runs
+    "tiny": TrainConfig(name="tiny", d_model=64, n_layers=2, n_heads=2, d_ff=128, window=128, max_rollback=32,
+                        seq_len=128, batch_size=8, max_steps=30, warmup_steps=5, eval_every=10, eval_batches=2,
+                        checkpoint_every=10, collections=("essen", "bach"), data_limit=20, dropout=0.0),
+}
+
+
+def load_config(name_or_path: str, overrides: dict | None = None) -> TrainConfig:
+    """A preset name, or a .toml/.json file whose keys override the `base` preset (default continuation)."""
+    path = Path(name_or_path)
+    if name_or_path in PRESETS:
+        cfg = PRESETS[name_or_path]
+    elif path.suffix in (".toml", ".json") and path.exists():
+        raw = tomllib.loads(path.read_text()) if path.suffix == ".toml" else json.loads(path.read_text())
+        base = raw.pop("base", "continuation")
+        if base not in PRESETS:
+            raise SidemanError(f"{path}: base {base!r} is not a preset; choose one of {', '.join(PRESETS)}")
+        cfg = _apply(PRESETS[base], raw, str(path))
+    else:
+        raise SidemanError(f"no training config {name_or_path!r}: use a preset ({', '.join(PRESETS)}) "
+                           "or a .toml/.json file")
+    return _apply(cfg, overrides or {}, "command line")
+
+
+def _apply(cfg: TrainConfig, raw: dict, where: str) -> TrainConfig:
+    known = {f.name: f for f in fields(TrainConfig)}
+    values = {}
+    for key, value in raw.items():
+        if key not in known:
+            raise SidemanError(f"{where}: unknown training field {key!r}; known: {', '.join(sorted(known))}")
+        current = getattr(cfg, key)
+        if isinstance(current, tuple):
+            value = tuple(value.split(",")) if isinstance(value, str) else tuple(value)
+            if current and isinstance(current[0], int):
+                value = tuple(int(v) for v in value)
+        elif isinstance(current, bool):
+            value = str(value).lower() in ("1", "true", "yes") if isinstance(value, str) else bool(value)
+        else:
+            try:
+                value = type(current)(value)
+            except (TypeError, ValueError):
+                raise SidemanError(f"{where}: {key} must be {type(current).__name__}, not {value!r}") from None
+        values[key] = value
+    return replace(cfg, **values)
