@@ -160,15 +160,16 @@ def jack_poller(jack_server):
 
 
 @pytest.mark.jack
-def test_burst_of_1000_loses_nothing(jack_poller):
+@pytest.mark.parametrize("n", [1000, 3000])  # 3000: more than rtmidi's default 1024-message queue
+def test_burst_loses_nothing(jack_poller, n):
     sender = jack_sender(jack_poller.spec.name)
     try:
-        sent = [(0x90 | (i % 16), i % 128, 1 + i % 127) for i in range(1000)]
+        sent = [(0x90 | (i % 16), i % 128, 1 + i % 127) for i in range(n)]
         t0 = time.perf_counter()
         for data in sent:
             sender.send_message(data)
         got = []
-        while len(got) < 1000:
+        while len(got) < n:
             got.append(jack_poller.queue.get(timeout=3))
     finally:
         sender.close_port()

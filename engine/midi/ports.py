@@ -96,9 +96,16 @@ def compiled_api_names() -> list[str]:
     return [by_value[a] for a in rtmidi.get_compiled_api() if a in by_value]
 
 
+# rtmidi's input ring buffer (messages). JACK hands over a whole period's events at once; with
+# rtmidi's default of 1024 a burst of more than 1023 messages in one period loses the rest.
+INPUT_QUEUE_SIZE = 16384
+
+
 def _client(cls: type, spec_api: str, client_name: str):
     api_name, api = resolve_api(spec_api)
     try:
+        if cls is rtmidi.MidiIn:
+            return cls(api, name=client_name, queue_size_limit=INPUT_QUEUE_SIZE)
         return cls(api, name=client_name)
     except rtmidi.RtMidiError as exc:
         raise MidiPortError(f"cannot open MIDI API {api_name!r}: {_SERVER_FIX.get(api_name, exc)} ({exc})") from exc
