@@ -1,0 +1,271 @@
+"""The model core: a small decoder-only transformer with ALiBi and a ring-buffer KV cache.
+
+One module serves training and inference, and scripts to TorchScript as a whole:
+
+- `forward(tokens)` / `forward_embeddings(emb)`: the whole sequence at once, causal within a sliding
+  window of `window` positions (training, evaluation, and the reference the cache is tested against);
+- `prefill(tokens, pos)` and `decode(token, pos)`: the incremental paths over the KV cache.
+
+Positions are ALiBi biases (`-slope_h * distance`), so nothing depends on the absolute position: a
+session can run for hours with no precision loss. The KV cache is a preallocated ring of
+`window + max_rollback` slots per layer, written in place; slot `p % slots` holds the token at
+absolute position `p`, and `slot_pos` records which position each slot holds (`EMPTY` if none).
+The token at position p attends to the slots whose position lies in (p - window, p]; this is exactly
+sliding-window attention, so the cost per token is flat forever, memory is bounded, the context
+slides with no re-prefill, and rolling back by up to `max_rollback` positions is exact.
+
+The cache is allocated by `reset()` on the device and dtype of the weights (call it after `.to()`),
+so the saved file holds only weights. Optional conditioning: if `cond_dim > 0`, a projection of a
+condition vector is added to every position's embedding (`set_condition(z)` for the incremental paths).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+EMPTY_POSITION = -(2**40)  # slot_pos of a slot that holds nothing: far outside every window
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    vocab_size: int
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    window: int = 1024  # attention window: each token sees itself and the window - 1 before it
+    max_rollback: int = 256  # how far a session can roll back; also the longest prefill chunk
+    dropout: float = 0.0
+    cond_dim: int = 0  # size of the optional condition vector (style / latent); 0 = none
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < 1 or self.d_model < 1 or self.n_layers < 1 or self.d_ff < 1:
+            raise ValueError("vocab_size, d_model, n_layers and d_ff must be positive")
+        if self.n_heads < 1 or self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of n_heads {self.n_heads}")
+        if self.window < 1 or self.max_rollback < 1:
+            raise ValueError("window and max_rollback must be positive")
+        if not 0.0 <= self.dropout < 1.0 or self.cond_dim < 0:
+            raise ValueError("dropout must be in [0, 1) and cond_dim >= 0")
+
+    @property
+    def slots(self) -> int:
+        return self.window + self.max_rollback
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls(**d)
+
+
+def alibi_slopes(n_heads: int) -> List[float]:
+    """The ALiBi paper's geometric slopes (powers of two; the non-power-of-two rule of the paper)."""
+
+    def power_of_two(n: int) -> List[float]:
+        start = 2.0 ** (-8.0 / n)
+        return [start ** (i + 1) for i in range(n)]
+
+    if math.log2(n_heads).is_integer():
+        return power_of_two(n_heads)
+    lower = 2 ** math.floor(math.log2(n_heads))
+    return power_of_two(lower) + power_of_two(2 * lower)[0::2][: n_heads - lower]
+
+
+def window_bias(slopes: Tensor, q_pos: Tensor, k_pos: Tensor, window: int) -> Tensor:
+    """ALiBi bias with the sliding-window causal mask: (nh, Tq, Tk), -inf outside (q - window, q]."""
+    rel = k_pos.unsqueeze(0) - q_pos.unsqueeze(1)  # (Tq, Tk)
+    bias = slopes.view(-1, 1, 1) * rel.to(slopes.dtype).unsqueeze(0)  # (nh, Tq, Tk)
+    return bias.masked_fill(((rel > 0) | (rel <= -window)).unsqueeze(0), float("-inf"))
+
+
+class Block(nn.Module):
+    """Pre-LN transformer block. Owns its layer's KV ring buffer (`k` transposed, `v`)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.d_model = cfg.d_model
+        self.head_size = cfg.d_model // cfg.n_heads
+        self.scale = 1.0 / math.sqrt(self.head_size)
+        self.dropout = cfg.dropout
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)  # fused q, k, v
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)  # no bias: residual add fuses (addmm)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.fc = nn.Linear(cfg.d_model, cfg.d_ff)
+        self.fc2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+        # the layer's KV ring buffer, allocated by the model's reset(): keys stored transposed
+        self.register_buffer("k", torch.zeros(0), persistent=False)  # (nh, hs, S)
+        self.register_buffer("v", torch.zeros(0), persistent=False)  # (nh, S, hs)
+
+    # ---- whole sequence (training / reference) ------------------------------------------------
+    def forward(self, x: Tensor, bias: Tensor) -> Tensor:
+        B, T, C = x.shape
+        nh, hs = self.n_heads, self.head_size
+        qkv = self.qkv(self.ln1(x)).view(B, T, 3, nh, hs).permute(2, 0, 3, 1, 4)  # (3, B, nh, T, hs)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=bias, dropout_p=p)  # (B, nh, T, hs)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
+        x = x + F.dropout(self.proj(y), p, self.training)
+        h = F.gelu(self.fc(self.ln2(x)), approximate="tanh")  # (B, T, d_ff)
+        return x + F.dropout(self.fc2(h), p, self.training)
+
+    # ---- incremental paths over the ring buffer ---------------------------------------------------
+    def prefill(self, x: Tensor, bias: Tensor, slots: Tensor, n: int) -> Tensor:
+        """x (T, C) at the positions whose ring slots are `slots` (T,); attends over ring slots [0, n)."""
+        T, C = x.shape
+        nh, hs = self.n_heads, self.head_size
+        qkv = F.linear(F.layer_norm(x, (C,), self.ln1.weight, self.ln1.bias), self.qkv.weight, self.qkv.bias)
+        qkv = qkv.view(T, 3, nh, hs).permute(1, 2, 0, 3)  # (3, nh, T, hs)
+        self.k.index_copy_(2, slots, qkv[1].transpose(1, 2))  # k (nh, hs, S)
+        self.v.index_copy_(1, slots, qkv[2])  # v (nh, S, hs)
+        att = torch.baddbmm(bias, qkv[0], self.k[:, :, :n], alpha=self.scale)  # (nh, T, n)
+        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, :n])  # (nh, T, hs)
+        x = torch.addmm(x, y.transpose(0, 1).reshape(T, C), self.proj.weight.t())  # (T, C)
+        h = F.layer_norm(x, (C,), self.ln2.weight, self.ln2.bias)
+        h = F.gelu(F.linear(h, self.fc.weight, self.fc.bias), approximate="tanh")  # (T, d_ff)
+        return torch.addmm(x, h, self.fc2.weight.t())  # (T, C)
+
+    def decode(self, x: Tensor, bias: Tensor, slot: int, n: int) -> Tensor:
+        """x (1, C), the token written to ring slot `slot`; attends over ring slots [0, n)."""
+        C = self.d_model
+        qkv = F.linear(F.layer_norm(x, (C,), self.ln1.weight, self.ln1.bias), self.qkv.weight, self.qkv.bias)
+        qkv = qkv.view(3, self.n_heads, 1, self.head_size)  # (3, nh, 1, hs)
+        self.k[:, :, slot : slot + 1] = qkv[1].transpose(1, 2)  # k (nh, hs, S)
+        self.v[:, slot : slot + 1] = qkv[2]  # v (nh, S, hs)
+        att = torch.baddbmm(bias, qkv[0], self.k[:, :, :n], alpha=self.scale)  # (nh, 1, n)
+        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, :n])  # (nh, 1, hs)
+        x = torch.addmm(x, y.view(1, C), self.proj.weight.t())  # (1, C)
+        h = F.layer_norm(x, (C,), self.ln2.weight, self.ln2.bias)
+        h = F.gelu(F.linear(h, self.fc.weight, self.fc.bias), approximate="tanh")  # (1, d_ff)
+        return torch.addmm(x, h, self.fc2.weight.t())  # (1, C)
+
+
+class TransformerLM(nn.Module):
+    """Decoder-only transformer LM over the sideman vocabulary. See the module docstring."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.vocab_size = cfg.vocab_size
+        self.d_model = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.window = cfg.window
+        self.max_rollback = cfg.max_rollback
+        self.slots = cfg.slots
+        self.cond_dim = cfg.cond_dim
+        self.empty_position = EMPTY_POSITION  # module attribute: TorchScript cannot read module globals
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        # the head is tied to the embedding: logits = x @ wte.weight.T
+        self.cond_proj = nn.Linear(max(cfg.cond_dim, 1), cfg.d_model) if cfg.cond_dim > 0 else nn.Identity()
+        self.register_buffer("slopes", torch.tensor(alibi_slopes(cfg.n_heads)), persistent=False)  # (nh,)
+        self.register_buffer("slot_pos", torch.zeros(0, dtype=torch.long), persistent=False)  # (S,)
+        self.register_buffer("cond_emb", torch.zeros(1, cfg.d_model), persistent=False)  # (1, C)
+        self.register_buffer("arange_slots", torch.arange(cfg.slots), persistent=False)  # (S,)
+        self._init_weights(cfg)
+
+    def _init_weights(self, cfg: ModelConfig) -> None:
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                std = 0.02 / math.sqrt(2 * cfg.n_layers) if name.endswith(("proj.weight", "fc2.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+            elif name.endswith("bias"):
+                nn.init.zeros_(p)
+
+    # ---- whole sequence ---------------------------------------------------------------------------
+    def embed(self, tokens: Tensor) -> Tensor:
+        """Token embeddings (B, T, C): perturb these for adversarial training, then `forward_embeddings`."""
+        return self.wte(tokens)
+
+    def forward_embeddings(self, emb: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """emb (B, T, C) -> logits (B, T, V), causal within the sliding window."""
+        B, T, C = emb.shape
+        x = emb
+        if cond is not None and self.cond_dim > 0:
+            x = x + self.cond_proj(cond).view(B, 1, C)
+        pos = torch.arange(T, device=emb.device)
+        bias = window_bias(self.slopes.to(emb.dtype), pos, pos, self.window)  # (nh, T, T)
+        for block in self.blocks:
+            x = block(x, bias)
+        return F.linear(self.ln_f(x), self.wte.weight)  # (B, T, V)
+
+    def forward(self, tokens: Tensor, cond: Optional[Tensor] = None) -> Tensor:
+        """tokens (B, T) long -> logits (B, T, V). `cond` (B, cond_dim) when cond_dim > 0."""
+        return self.forward_embeddings(self.wte(tokens), cond)
+
+    # ---- incremental inference ---------------------------------------------------------------------
+    @torch.jit.export
+    def reset(self) -> None:
+        """(Re)allocate an empty KV cache on the weights' device and dtype."""
+        w = self.wte.weight
+        hs = self.d_model // self.n_heads
+        for block in self.blocks:
+            block.k = torch.zeros(self.n_heads, hs, self.slots, device=w.device, dtype=w.dtype)
+            block.v = torch.zeros(self.n_heads, self.slots, hs, device=w.device, dtype=w.dtype)
+        self.slot_pos = torch.full((self.slots,), self.empty_position, dtype=torch.long, device=w.device)
+
+    @torch.jit.export
+    def set_condition(self, z: Tensor) -> None:
+        """Condition the incremental paths on z (cond_dim,) or (1, cond_dim)."""
+        if self.cond_dim == 0:
+            raise RuntimeError("this model has no conditioning input (cond_dim is 0)")
+        w = self.wte.weight
+        self.cond_emb = self.cond_proj(z.to(w.device, w.dtype).view(1, self.cond_dim)).detach()
+
+    @torch.jit.export
+    def rollback(self, pos: int) -> None:
+        """Forget the tokens at positions >= pos (their slots become empty)."""
+        self.slot_pos.masked_fill_(self.slot_pos >= pos, self.empty_position)
+
+    @torch.jit.export
+    def prefill(self, tokens: Tensor, pos: int) -> Tensor:
+        """tokens (1, T), T <= max_rollback, at positions pos.. -> logits (V,) after the last."""
+        T = tokens.size(1)
+        if T < 1 or T > self.max_rollback:
+            raise RuntimeError("prefill takes 1..max_rollback tokens at a time")
+        if self.slot_pos.numel() == 0:
+            self.reset()
+        q_pos = torch.arange(pos, pos + T, device=tokens.device)  # (T,)
+        slots = q_pos % self.slots  # (T,)
+        self.slot_pos.index_copy_(0, slots, q_pos)
+        n = min(pos + T, self.slots)
+        x = self.wte.weight.index_select(0, tokens.view(T))  # (T, C)
+        if self.cond_dim > 0:
+            x = x + self.cond_emb
+        bias = window_bias(self.slopes.to(x.dtype), q_pos, self.slot_pos[:n], self.window)  # (nh, T, n)
+        for block in self.blocks:
+            x = block.prefill(x, bias, slots, n)
+        x = x[T - 1 :]  # (1, C): the head only on the last position
+        x = F.layer_norm(x, (self.d_model,), self.ln_f.weight, self.ln_f.bias)
+        return F.linear(x, self.wte.weight).view(self.vocab_size)  # (V,)
+
+    @torch.jit.export
+    def decode(self, token: int, pos: int) -> Tensor:
+        """One token at position pos -> logits (V,) of the next. Static shapes once the ring is full."""
+        slot = pos % self.slots
+        self.slot_pos[slot] = pos
+        n = min(pos + 1, self.slots)
+        rel = self.slot_pos[:n] - pos  # (n,)
+        bias = (self.slopes.view(-1, 1) * rel.to(self.slopes.dtype)).masked_fill_(rel <= -self.window, float("-inf"))
+        bias = bias.view(self.n_heads, 1, n)  # (nh, 1, n)
+        x = self.wte.weight[token : token + 1]  # (1, C)
+        if self.cond_dim > 0:
+            x = x + self.cond_emb
+        for block in self.blocks:
+            x = block.decode(x, bias, slot, n)
+        x = F.layer_norm(x, (self.d_model,), self.ln_f.weight, self.ln_f.bias)
+        return F.linear(x, self.wte.weight).view(self.vocab_size)  # (V,)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
