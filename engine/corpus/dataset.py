@@ -114,13 +114,13 @@ def pitch_span(tokens: np.ndarray, vocab: Vocab = DEFAULT_VOCAB) -> tuple[int, i
 
 def allowed_shifts(tokens: np.ndarray, shifts: Iterable[int], pitch_range: tuple[int, int],
                    vocab: Vocab = DEFAULT_VOCAB) -> list[int]:
-    """The shifts that keep every pitch inside pitch_range (0 is always allowed)."""
+    """The shifts that keep every pitch inside pitch_range; [0] when none does (the data stays as it is)."""
     span = pitch_span(tokens, vocab)
     if span is None:
         return [0]
     lo, hi = span
     ok = [k for k in shifts if pitch_range[0] <= lo + k and hi + k <= pitch_range[1]]
-    return ok if 0 in ok else sorted(set(ok) | {0})
+    return ok or [0]
 
 
 def transpose(tokens: np.ndarray, k: int, vocab: Vocab = DEFAULT_VOCAB) -> np.ndarray:
@@ -205,6 +205,10 @@ class WindowSampler:
 
     def sample(self) -> np.ndarray:
         """One augmented window: int64 array of length + 1."""
+        return self.draw()[0]
+
+    def draw(self) -> tuple[np.ndarray, int]:
+        """One augmented window and the semitones it was transposed by."""
         i = int(self.rng.choice(len(self.pieces), p=self.weights))
         piece = self.pieces[i]
         body_len = self.config.length + 1 - HEADER - 2
@@ -214,7 +218,7 @@ class WindowSampler:
         lo, hi = self.config.transpose
         shifts = allowed_shifts(w, range(lo, hi + 1), self.config.pitch_range, self.vocab)
         k = int(self.rng.choice(shifts))
-        return transpose(w, k, self.vocab)
+        return transpose(w, k, self.vocab), k
 
     def batch(self, size: int) -> np.ndarray:
         """(size, length + 1) int64."""
