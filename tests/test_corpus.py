@@ -126,7 +126,7 @@ def test_music21_ties_are_stripped_and_notes_quantized(pieces):
 def test_real_pieces_round_trip(pieces, key):
     """decode(encode(piece)) gives back the quantized score events, and BAR tokens sit on its bar lines."""
     piece = pieces[key]
-    roles, _ = part_roles(piece, V.config.n_roles)  # SATB -> four roles: no unisons merge
+    roles, _ = part_roles(piece, V)  # SATB -> four roles: no unisons merge
     tokens = encode_piece(piece, mapping="parts")
     assert _decoded(tokens) == _expected(piece, roles)
     dec = StreamDecoder()
@@ -137,7 +137,7 @@ def test_real_pieces_round_trip(pieces, key):
 
 def test_offline_equals_encode_events_for_a_single_meter(pieces):
     piece = pieces[("bach", CHORALE_PICKUP, 0)]
-    roles, _ = melody_roles(piece, V.config.n_roles)
+    roles, _ = melody_roles(piece, V)
     (origin, num, den), = piece.bars.tolist()
     expected = encode_events(canonical_order(piece_events(piece, roles)), V, style="bach",
                              meter=Meter(num, den), bar_origin=origin)
@@ -150,7 +150,7 @@ def test_offline_equals_online(pieces, key, bpm):
     """The online encoder fed the same events one at a time, at float times from a tempo, as a live
     clock gives them (seconds -> ticks), with the meter changes where the clock knows them."""
     piece = pieces[key]
-    roles, _ = melody_roles(piece, V.config.n_roles)
+    roles, _ = melody_roles(piece, V)
     rows = piece.bars.tolist()
     enc = StreamEncoder(V, Meter(rows[0][1], rows[0][2]), rows[0][0])
     out = enc.begin(piece.collection)
@@ -169,7 +169,7 @@ def test_offline_equals_online(pieces, key, bpm):
 
 def test_call_response_alternates_phrases_with_turns(pieces):
     piece = pieces[("aird", "airdsAirs/book1.abc", 1)]
-    roles, turns = call_response_roles(piece, V.config.n_roles, bars_per_phrase=2)
+    roles, turns = call_response_roles(piece, V, bars_per_phrase=2)
     assert set(roles.tolist()) == {0, 1} and len(turns) >= 2
     tokens = encode_piece(piece, mapping="call_response")
     assert (tokens == V.turn).sum() == len(turns)

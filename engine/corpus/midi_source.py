@@ -31,8 +31,6 @@ def list_midi_units(folder: str | Path, limit: int | None = None) -> list[Unit]:
 
 
 def midi_to_piece(unit: Unit, ticks_per_beat: int) -> Piece:
-    import mido
-
     mid = read_midi(unit.path)
     if mid.type == 2:
         raise MidiFileError(f"{unit.path}: type 2 MIDI files are not supported; save as type 0 or 1")

@@ -15,7 +15,6 @@ length differs from the grid's starts a new grid row.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,8 +25,6 @@ import numpy as np
 from engine.corpus.piece import DEFAULT_VELOCITY, Piece, make_notes
 from engine.errors import DataError
 from engine.tokens import quantize
-
-log = logging.getLogger(__name__)
 
 # collection -> (folder under music21's corpus, file suffixes); "bach" is the chorale list instead
 COLLECTION_DIRS: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -75,22 +75,22 @@ def bar_lines(piece: Piece, ticks_per_beat: int) -> np.ndarray:
 
 # ---- role mappings: piece -> (role per note, TURN ticks) -----------------------------------
 
-RoleMapping = Callable[[Piece, int], "tuple[np.ndarray, tuple[int, ...]]"]
+RoleMapping = Callable[[Piece, Vocab], "tuple[np.ndarray, tuple[int, ...]]"]
 
 
-def melody_roles(piece: Piece, n_roles: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def melody_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB) -> tuple[np.ndarray, tuple[int, ...]]:
     """The default: part 0 (the top voice, the melody) is the player, every other part the sideman."""
-    roles = np.where(piece.notes[:, PART] == 0, 0, min(1, n_roles - 1))
+    roles = np.where(piece.notes[:, PART] == 0, 0, min(1, vocab.config.n_roles - 1))
     return roles.astype(np.int64), ()
 
 
-def part_roles(piece: Piece, n_roles: int) -> tuple[np.ndarray, tuple[int, ...]]:
+def part_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB) -> tuple[np.ndarray, tuple[int, ...]]:
     """Part i -> role i (parts past the last role share it): SATB -> player, sideman, sideman2, sideman3."""
-    return np.minimum(piece.notes[:, PART], n_roles - 1).astype(np.int64), ()
+    return np.minimum(piece.notes[:, PART], vocab.config.n_roles - 1).astype(np.int64), ()
 
 
 def call_response_roles(
-    piece: Piece, n_roles: int, bars_per_phrase: int = 2, ticks_per_beat: int = DEFAULT_VOCAB.config.ticks_per_beat
+    piece: Piece, vocab: Vocab = DEFAULT_VOCAB, bars_per_phrase: int = 2
 ) -> tuple[np.ndarray, tuple[int, ...]]:
     """Phrases of `bars_per_phrase` bars alternate player / sideman, with a TURN at each change.
 
@@ -98,10 +98,10 @@ def call_response_roles(
     """
     if bars_per_phrase < 1:
         raise ValueError("bars_per_phrase must be at least 1")
-    lines = bar_lines(piece, ticks_per_beat)
+    lines = bar_lines(piece, vocab.config.ticks_per_beat)
     bounds = lines[bars_per_phrase::bars_per_phrase]  # the first bar line of every phrase but the first
     phrase = np.searchsorted(bounds, piece.notes[:, ON], side="right")
-    roles = (phrase % 2) * min(1, n_roles - 1)
+    roles = (phrase % 2) * min(1, vocab.config.n_roles - 1)
     used = np.unique(phrase)
     turns = tuple(int(bounds[p - 1]) for p in used if p > 0)
     return roles.astype(np.int64), turns
@@ -147,7 +147,7 @@ def encode_piece(
     before the events at its tick, as a live clock would make them.
     """
     fn = role_mapping(mapping) if isinstance(mapping, str) else mapping
-    roles, turns = fn(piece, vocab.config.n_roles)
+    roles, turns = fn(piece, vocab)
     events = canonical_order(piece_events(piece, roles))
     rows = piece.bars.tolist()
     enc = StreamEncoder(vocab, Meter(rows[0][1], rows[0][2]), rows[0][0])
