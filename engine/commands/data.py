@@ -88,21 +88,24 @@ def _stats(args: argparse.Namespace) -> int:
 def _print_table(directory: Path, collections: dict[str, dict]) -> None:
     from engine.corpus.build import dir_size
 
-    header = f"{'collection':<12} {'pieces':>8} {'notes':>10} {'tokens':>11} {'failed':>7} {'tok/note':>8} {'build s':>8}"
+    header = (f"{'collection':<12} {'pieces':>8} {'notes':>10} {'tokens':>11} {'failed':>7} {'tok/note':>8} "
+              f"{'meter chg':>9} {'build s':>8}")
     print(f"corpus cache {directory}")
     print(header)
     print("-" * len(header))
-    total = {"pieces": 0, "notes": 0, "tokens": 0, "failed": 0, "seconds": 0.0}
+    total = {"pieces": 0, "notes": 0, "tokens": 0, "failed": 0, "pieces_with_meter_changes": 0, "seconds": 0.0}
     for name, s in collections.items():
         ratio = s["tokens"] / s["notes"] if s["notes"] else 0.0
-        print(f"{name:<12} {s['pieces']:>8} {s['notes']:>10} {s['tokens']:>11} {s['failed']:>7} {ratio:>8.2f} {s['seconds']:>8.1f}")
+        print(f"{name:<12} {s['pieces']:>8} {s['notes']:>10} {s['tokens']:>11} {s['failed']:>7} {ratio:>8.2f} "
+              f"{s['pieces_with_meter_changes']:>9} {s['seconds']:>8.1f}")
         for k in total:
             total[k] += s[k]
     print("-" * len(header))
     ratio = total["tokens"] / total["notes"] if total["notes"] else 0.0
     print(f"{'total':<12} {total['pieces']:>8} {total['notes']:>10} {total['tokens']:>11} {total['failed']:>7} "
-          f"{ratio:>8.2f} {total['seconds']:>8.1f}")
+          f"{ratio:>8.2f} {total['pieces_with_meter_changes']:>9} {total['seconds']:>8.1f}")
     size = dir_size(directory)
     workers = sorted({s.get("workers", 0) for s in collections.values()})
     print(f"build time {total['seconds'] / 60:.1f} min (parse + tokenize, workers {'/'.join(map(str, workers))}); "
           f"cache size {size / 1e6:.1f} MB on disk")
+    print("meter chg: pieces whose time signature changes (their BAR tokens follow the score's measures)")
