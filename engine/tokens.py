@@ -240,6 +240,30 @@ class StreamEncoder:
         self.stats.count("channel_message_ignored")
         return []
 
+    def observe(self, token: int) -> None:
+        """Follow a token written by someone else into the same stream (a generated response), so
+        that the next event is encoded from the right position, role, velocity and bar grid."""
+        v = self.vocab
+        t = int(token)
+        if v.is_shift(t):
+            self.position += v.shift_ticks(t)
+        elif t == v.bar:
+            self.last_bar = self.position
+            self.next_bar = self.position + self.bar_ticks
+        elif v.is_role(t):
+            self.role = t - v.role_base
+        elif v.is_velocity(t):
+            self.vel_bin = t - v.vel_base
+        elif v.is_note_on(t) and self.role is not None:
+            key = (self.role, v.pitch_of(t))
+            self.depth[key] = 1
+            self.on_tick[key] = self.position
+        elif v.is_note_off(t) and self.role is not None:
+            key = (self.role, v.pitch_of(t))
+            self.depth.pop(key, None)
+            self.on_tick.pop(key, None)
+            self.pedal_held.discard(key)
+
     # ---- internals ----------------------------------------------------------------------
     def _release(self, tick: float, role: int, pitch: int) -> list[int]:
         key = (role, pitch)

@@ -360,3 +360,27 @@ def test_role_mapping_skips_unmapped_channels():
     tokens, enc = encode_midi(performance_to_file(perf, 120.0), role_of_channel={0: 0})
     assert [e.pitch for e in decode_events(tokens)] == [60, 60]
     assert enc.stats.counts["channel_not_mapped"] == 2
+
+
+@settings(max_examples=100, deadline=None)
+@given(perf=performances(roles=(0, 1)), cut=st.integers(0, 200))
+def test_observe_follows_a_stream_written_elsewhere(perf, cut):
+    """An encoder that observes the first part of a stream encodes the rest exactly as the original."""
+    tokens, _ = encode_midi(performance_to_file(perf, 120.0), role_of_channel=ALL_ROLES, eos=False)
+    events = decode_events(tokens, close=False)
+    head = [e for e in events if e.tick < cut]
+    tail = [e for e in events if e.tick >= cut]
+    whole = StreamEncoder(V)
+    expected = whole.begin()
+    for e in events:
+        expected += whole.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else whole.note_off(e.tick, e.pitch, e.role)
+    writer = StreamEncoder(V)
+    stream = writer.begin()
+    for e in head:
+        stream += writer.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else writer.note_off(e.tick, e.pitch, e.role)
+    follower = StreamEncoder(V)
+    for t in stream:
+        follower.observe(t)
+    for e in tail:
+        stream += follower.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else follower.note_off(e.tick, e.pitch, e.role)
+    assert stream == expected
