@@ -1,0 +1,115 @@
+"""Training data for the loop: the corpus cache re-encoded under the config's role mapping, cut
+into windows that a DistributedSampler shards across processes, augmented per batch.
+
+Windows start every `seq_len // 2` tokens of every training piece (so each epoch sees every token
+about twice, each time in a different context); a window that starts mid-piece gets its context
+re-attached (BOS, task, style, current role and velocity: `WindowSampler.window`). Each window is
+transposed by a random shift that keeps it on the piano, and optionally given live-input noise.
+Validation uses fixed windows of untransposed validation pieces, so the numbers are comparable.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.corpus.build import BuildConfig, build, cache_dir
+from engine.corpus.dataset import Corpus, WindowConfig, WindowSampler, allowed_shifts, transpose
+from engine.errors import DataError
+from engine.train.config import TrainConfig
+from engine.train.noise import add_live_noise
+from engine.vocab import DEFAULT_VOCAB
+
+log = logging.getLogger("sideman.train.data")
+
+
+@dataclass
+class TokenData:
+    train: list[np.ndarray]
+    val: list[np.ndarray]
+    test: list[np.ndarray]
+    mapping: str
+    collections: tuple[str, ...]
+    source: str
+    sampler: WindowSampler = field(init=False)
+
+    def __post_init__(self) -> None:
+        if not self.train or not self.val:
+            raise DataError("the corpus has no training or validation pieces; build it with `sideman data build`")
+        self.sampler = WindowSampler(self.train, WindowConfig(length=16), DEFAULT_VOCAB)
+
+    def train_windows(self, seq_len: int) -> list[tuple[int, int]]:
+        stride = max(1, seq_len // 2)
+        out = []
+        for i, p in enumerate(self.train):
+            out += [(i, s) for s in range(0, max(1, len(p) - seq_len // 4), stride)]
+        return out
+
+    def _window(self, piece: np.ndarray, start: int, seq_len: int) -> np.ndarray:
+        sampler = WindowSampler([piece], WindowConfig(length=seq_len), DEFAULT_VOCAB)
+        return sampler.window(piece, start if start > 3 else 0)
+
+    def batch(self, windows: list[tuple[int, int]], rng: np.random.Generator, cfg: TrainConfig):
+        """(x, y) long tensors (B, T): inputs and next-token targets."""
+        rows = []
+        for i, start in windows:
+            w = self._window(self.train[i], start, cfg.seq_len)
+            lo, hi = cfg.transpose
+            k = int(rng.choice(allowed_shifts(w, range(lo, hi + 1), (21, 108))))
+            w = transpose(w, k)
+            if cfg.live_noise > 0 and rng.random() < cfg.live_noise:
+                w = add_live_noise(w, rng)
+            rows.append(w)
+        a = torch.from_numpy(np.stack(rows).astype(np.int64))  # (B, T + 1)
+        return a[:, :-1], a[:, 1:]
+
+    def val_batches(self, batch_size: int, seq_len: int, n_batches: int, split: str = "val"):
+        pieces = self.val if split == "val" else self.test
+        windows = []
+        for p in pieces:
+            windows += [self._window(p, s, seq_len) for s in range(0, max(1, len(p) - seq_len // 4), seq_len)]
+        rng = np.random.default_rng(0)  # a fixed subset: comparable across evaluations and models
+        order = rng.permutation(len(windows))[: batch_size * n_batches]
+        for b in range(0, len(order), batch_size):
+            a = torch.from_numpy(np.stack([windows[j] for j in order[b:b + batch_size]]).astype(np.int64))
+            yield a[:, :-1], a[:, 1:]
+
+    def describe(self) -> dict:
+        return {"source": self.source, "collections": list(self.collections), "role_mapping": self.mapping,
+                "pieces": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+                "tokens": {"train": int(sum(map(len, self.train))), "val": int(sum(map(len, self.val))),
+                           "test": int(sum(map(len, self.test)))}}
+
+
+def _encoded_split(corpus: Corpus, split: str, collections: tuple[str, ...], mapping: str) -> list[np.ndarray]:
+    """The split's pieces under `mapping`, cached beside the corpus (re-encoding 20k pieces takes a while)."""
+    path = corpus.dir / f"encoded-{mapping}-{split}-{'+'.join(collections)}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            tokens, index = z["tokens"], z["index"]
+        return [tokens[index[i]:index[i + 1]] for i in range(len(index) - 1)]
+    refs = corpus.refs(split, collections)
+    arrays = [corpus.tokens(r) if mapping == "melody" else corpus.encode(r, mapping) for r in refs]
+    index = np.cumsum([0] + [len(a) for a in arrays])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tokens=np.concatenate(arrays) if arrays else np.zeros(0, np.uint16), index=index)
+    tmp.replace(path)
+    return arrays
+
+
+def load_token_data(cfg: TrainConfig, data_dir: Path | None = None) -> TokenData:
+    """The corpus for `cfg`; builds the cache first if it is missing (a tiny config builds a tiny one)."""
+    limit = cfg.data_limit or None
+    directory = cache_dir(data_dir, DEFAULT_VOCAB, limit)
+    missing = [c for c in cfg.collections if not (directory / f"{c}.npz").exists()]
+    if missing:
+        log.info("building the corpus cache for %s (limit %s) in %s", ", ".join(missing), limit, directory)
+        build(BuildConfig(collections=tuple(cfg.collections), limit=limit, data_dir=data_dir))
+    corpus = Corpus(directory, DEFAULT_VOCAB)
+    cols = tuple(c for c in cfg.collections if c in corpus.collections)
+    parts = {s: _encoded_split(corpus, s, cols, cfg.role_mapping) for s in ("train", "val", "test")}
+    return TokenData(parts["train"], parts["val"], parts["test"], cfg.role_mapping, cols, str(directory))
