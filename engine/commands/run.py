@@ -1,0 +1,52 @@
+"""`sideman run`: start the realtime daemon (also `python daemon.py`).
+
+Exit codes: 0 stopped normally (also by SIGTERM), 1 error (bad preset, model or port; the message
+says what to fix), 130 interrupted (Ctrl-C / SIGINT).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from engine.midi.ports import API_NAMES
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", metavar="FILE", help="preset file (default presets/default.toml)")
+    parser.add_argument("--midi-api", choices=API_NAMES, help="MIDI API (default: the preset's; ALSA on Linux)")
+    parser.add_argument("--in", dest="input_name", metavar="NAME", help="input port name (default: the preset's)")
+    parser.add_argument("--out", dest="output_name", metavar="NAME", help="output port name (default: the preset's)")
+    parser.add_argument("--connect", action="store_true", default=None,
+                        help="connect to existing ports by name or substring instead of opening virtual ones "
+                             "(Windows: loopMIDI / Windows MIDI Services)")
+    parser.add_argument("--model", metavar="PATH", help="TorchScript model (default: the preset's)")
+    parser.add_argument("--bpm", type=float, help="tempo of the internal clock (default: the preset's)")
+    parser.add_argument("--monitor", action="store_true", help="play both parts through the built-in synth")
+    parser.add_argument("--soundfont", metavar="PATH", help="SoundFont for the monitor")
+    parser.add_argument("--status-every", type=float, default=10.0, metavar="S",
+                        help="seconds between status lines (0: none; default 10)")
+    parser.add_argument("--device", default="auto", help="model device: auto, cpu or cuda (default auto)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine.daemon import EXIT_INTERRUPTED, EXIT_OK, Daemon, DaemonOptions, load_daemon_preset
+
+    preset = load_daemon_preset(args.preset)
+    options = DaemonOptions(
+        midi_api=args.midi_api,
+        input_name=args.input_name,
+        output_name=args.output_name,
+        connect=args.connect,
+        model=args.model,
+        bpm=args.bpm,
+        monitor=args.monitor,
+        soundfont=args.soundfont,
+        status_every=args.status_every,
+        device=args.device,
+    )
+    daemon = Daemon(preset, options)
+    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(EXIT_INTERRUPTED))
+    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(EXIT_OK))
+    daemon.start()
+    return daemon.run()

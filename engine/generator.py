@@ -1,0 +1,591 @@
+"""The model thread: owns the model session, the token stream (encoder), the answer's decoder, the
+grammar masks and the sampler, and generates answers ahead of playback into the scheduler.
+
+One thread owns the session; the conductor talks to it through `submit()` (a queue):
+    PlayerEvent(tick, data)       the player's message: encoded as role 0 and prefilled at once, so at a
+                                  phrase end the model is up to date and an answer costs decode steps only
+    Respond(id, start, end, t)    generate role-1 tokens for [start, end) (clock ticks); t = decision time
+    Cut(id, tick)                 the player cut in (or Stop/panic): tokens after `tick` are rolled back,
+                                  the played part stays in the cache, the answer's notes end in the stream
+    Rebase(tick)                  the clock jumped (MIDI Start, Song Position): realign stream ticks
+    Configure(config)             new sampling parameters and constraints
+
+Stream ticks vs clock ticks: the token stream never goes back in time, the clock may (MIDI Start), so
+stream tick = clock tick + `offset`, a whole number of bars.
+
+Generation runs at most `lookahead_beats` ahead of the clock; each decoded note becomes a scheduler
+event (due = clock.time_at(tick)) tagged with the answer's tag, so a cut-in ends it with note-offs.
+"""
+
+from __future__ import annotations
+
+import bisect
+import copy
+import logging
+import math
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import torch
+
+from engine.tokens import Meter as TokenMeter
+from engine.tokens import StreamDecoder, StreamEncoder, quantize
+from engine.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+PLAYER = 0
+SIDEMAN = 1
+SILENCE_SKIP_BARS = 2  # a gap longer than this many empty bars is shortened in the stream
+
+
+def response_tag(response_id: int) -> str:
+    """The scheduler tag of an answer's events (the conductor and the generator both derive it)."""
+    return f"r{response_id}"
+
+
+# -- configuration and commands ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    channel: int = 0  # 0-based MIDI output channel
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int | None = None
+    low: int = 21
+    high: int = 108
+    key_pitch_classes: frozenset[int] | None = None
+    max_polyphony: int = 8
+    lookahead_beats: float = 4.0
+    style: str = "none"
+
+    @classmethod
+    def from_preset(cls, preset, style: str = "none") -> "GeneratorConfig":
+        c, s = preset.constraints, preset.sampling
+        return cls(
+            channel=preset.channels.output_index,
+            temperature=s.temperature,
+            top_k=s.top_k,
+            top_p=s.top_p,
+            seed=s.seed,
+            low=c.low,
+            high=c.high,
+            key_pitch_classes=c.key.pitch_classes() if c.key is not None else None,
+            max_polyphony=c.max_polyphony,
+            style=style,
+        )
+
+
+@dataclass(frozen=True)
+class PlayerEvent:
+    tick: float
+    data: tuple
+
+
+@dataclass(frozen=True)
+class Respond:
+    id: int
+    start_tick: int
+    end_tick: int
+    decided_time: float  # perf_counter when the phrase end was decided
+
+
+@dataclass(frozen=True)
+class Cut:
+    id: int | None  # None: whatever answer is active
+    tick: float
+
+
+@dataclass(frozen=True)
+class Rebase:
+    clock_tick: float
+
+
+@dataclass(frozen=True)
+class Configure:
+    config: GeneratorConfig
+
+
+@dataclass(frozen=True)
+class _Stop:
+    pass
+
+
+# -- what the generator needs from its collaborators ---------------------------------------------
+
+
+class Session(Protocol):
+    """engine.session.ModelSession's interface."""
+
+    max_rollback: int
+
+    @property
+    def position(self) -> int: ...
+
+    @property
+    def logits(self) -> torch.Tensor | None: ...
+
+    @property
+    def min_rollback_position(self) -> int: ...
+
+    @property
+    def history(self) -> list[int]: ...
+
+    def feed(self, tokens) -> torch.Tensor | None: ...
+
+    def append(self, token: int) -> torch.Tensor: ...
+
+    def rollback(self, pos: int) -> None: ...
+
+    def reset(self) -> None: ...
+
+
+class ClockLike(Protocol):
+    running: bool
+    meter: object
+
+    def tick_now(self) -> float: ...
+
+    def time_at(self, tick: float) -> float: ...
+
+    @property
+    def seconds_per_tick(self) -> float: ...
+
+
+class SchedulerLike(Protocol):
+    def schedule(self, due: float, data, tag: str = "") -> None: ...
+
+    def cut(self, tag: str, wait: float | None = 1.0) -> None: ...
+
+
+# -- masks and sampling ----------------------------------------------------------------------------
+
+
+class ResponseMask:
+    """Which tokens an answer may take next: pure functions of the stream state over a bool vector.
+
+    Only the sideman's role; velocity changes; shifts that stop at the next bar line and at the answer's
+    end; BAR exactly when a bar line is reached; note-ons in range, key, and under the polyphony limit,
+    not already sounding; note-offs only for sounding notes at least one tick old. Nothing else
+    (PAD, BOS, EOS, TURN, tasks, styles, other roles).
+    """
+
+    def __init__(self, vocab: Vocab, config: GeneratorConfig) -> None:
+        self.vocab = vocab
+        self.config = config
+        v = vocab
+        base = torch.zeros(v.size, dtype=torch.bool)
+        base[v.vel_base : v.shift_base] = True
+        for pitch in range(max(0, config.low), min(127, config.high) + 1):
+            if config.key_pitch_classes is None or pitch % 12 in config.key_pitch_classes:
+                base[v.note_on(pitch)] = True
+        self.base = base
+        self.any_note_on = bool(base[v.note_on_base : v.note_off_base].any())
+
+    def allowed(self, enc: StreamEncoder, end_tick: int, last_token: int | None) -> torch.Tensor:
+        v = self.vocab
+        ok = torch.zeros(v.size, dtype=torch.bool)
+        if enc.role != SIDEMAN:
+            ok[v.role(SIDEMAN)] = True
+            return ok
+        if enc.next_bar == enc.position and enc.last_bar != enc.position:
+            ok[v.bar] = True
+            return ok
+        ok.copy_(self.base)
+        if last_token is not None and v.is_velocity(last_token):
+            ok[v.vel_base : v.shift_base] = False
+        limit = min(v.config.max_shift, end_tick - enc.position, enc.next_bar - enc.position)
+        if limit >= 1:
+            ok[v.shift_base : v.shift_base + limit] = True
+        sounding = [p for (r, p) in enc.depth if r == SIDEMAN]
+        if len(sounding) >= self.config.max_polyphony:
+            ok[v.note_on_base : v.note_off_base] = False
+        for pitch in sounding:
+            ok[v.note_on(pitch)] = False
+            if enc.on_tick.get((SIDEMAN, pitch), enc.position) < enc.position:
+                ok[v.note_off(pitch)] = True
+        if not bool(ok[v.note_on_base : v.size].any()) and limit < 1:
+            ok[v.vel_base : v.shift_base] = False  # nothing can follow a velocity change here
+        return ok
+
+
+class Sampler:
+    """Temperature, top-k and top-p over masked logits, from a seeded generator."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self.config = config
+        self.rng = torch.Generator()
+        self.rng.manual_seed(config.seed if config.seed is not None else int(time.perf_counter_ns() & 0x7FFFFFFF))
+
+    def sample(self, logits: torch.Tensor, allowed: torch.Tensor) -> int:
+        c = self.config
+        x = logits.float().masked_fill(~allowed, float("-inf")) / max(c.temperature, 1e-4)
+        if c.top_k > 0 and c.top_k < x.numel():
+            kth = torch.topk(x, c.top_k).values[-1]
+            x = x.masked_fill(x < kth, float("-inf"))
+        probs = torch.softmax(x, dim=-1)
+        if c.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            cum = torch.cumsum(sorted_p, dim=-1)
+            drop = cum - sorted_p > c.top_p  # keep the smallest prefix reaching top_p
+            sorted_p = sorted_p.masked_fill(drop, 0.0)
+            probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
+        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
+            probs = allowed.float()  # degenerate logits: uniform over what is allowed
+        return int(torch.multinomial(probs, 1, generator=self.rng))
+
+
+# -- the answer in progress ------------------------------------------------------------------------
+
+
+@dataclass
+class _Answer:
+    id: int
+    tag: str
+    start: int  # stream ticks
+    end: int
+    start_pos: int  # session position of its first token
+    decided_time: float
+    encoder: StreamEncoder  # snapshots at the answer's start, replayed on rollback
+    decoder: StreamDecoder
+    tokens: list[int] = field(default_factory=list)
+    ticks: list[int] = field(default_factory=list)  # stream tick of each token (after a shift: its end)
+    generating: bool = True
+    first_note: bool = False
+
+
+@dataclass
+class GeneratorStats:
+    player_events: int = 0  # the player's messages handed to the encoder
+    player_tokens: int = 0
+    responses: int = 0
+    response_tokens: int = 0
+    notes_scheduled: int = 0
+    cut_ins: int = 0
+    rolled_back_tokens: int = 0
+    refeeds: int = 0  # rollbacks past the cache's reach, done by re-feeding the history
+    empty_responses: int = 0
+    ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first note scheduled
+    step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
+
+
+class Generator(threading.Thread):
+    """The model thread. See the module docstring. `supervisor(name, exc)` hears if it dies."""
+
+    def __init__(
+        self,
+        session: Session,
+        vocab: Vocab,
+        clock: ClockLike,
+        scheduler: SchedulerLike,
+        config: GeneratorConfig = GeneratorConfig(),
+        supervisor: Callable[[str, BaseException], None] | None = None,
+    ) -> None:
+        super().__init__(name="generator", daemon=True)
+        self.session = session
+        self.vocab = vocab
+        self.clock = clock
+        self.scheduler = scheduler
+        self.config = config
+        self.stats = GeneratorStats()
+        self.error: BaseException | None = None
+        self._supervisor = supervisor
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._halted = False
+        meter = clock.meter
+        self._meter = TokenMeter(meter.numerator, meter.denominator)
+        self._bar_ticks = self._meter.bar_ticks(vocab.config.ticks_per_beat)
+        self._encoder = StreamEncoder(vocab, self._meter)
+        self._offset = 0  # stream tick - clock tick
+        self._answer: _Answer | None = None
+        self._deferred: list[tuple[int, tuple]] = []  # the player's non-note-on messages during an answer
+        self._turn_pending = False
+        self._pending: list[int] = []  # tokens encoded but not yet fed
+        self._last_token: int | None = None
+        self._mask = ResponseMask(vocab, config)
+        self._sampler = Sampler(config)
+
+    # -- any thread ------------------------------------------------------------------------------
+
+    def submit(self, command) -> None:
+        self._inbox.put(command)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        self._inbox.put(_Stop())
+        if self.is_alive():
+            self.join(timeout)
+
+    @property
+    def busy(self) -> bool:
+        """Whether an answer is being generated."""
+        answer = self._answer
+        return answer is not None and answer.generating
+
+    # -- the thread ------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self.session.reset()
+            self._pending = self._encoder.begin(self.config.style)
+            self._flush()
+            while not self._halted:
+                answer = self._answer
+                if answer is None or not answer.generating:
+                    self._wait(0.1)
+                    continue
+                self._drain()
+                if self._halted or self._answer is None or not self._answer.generating:
+                    continue
+                wait = self._lookahead_wait(self._answer)
+                if wait > 0:
+                    self._wait(min(wait, 0.05))
+                    continue
+                self._step(self._answer)
+        except BaseException as exc:  # noqa: BLE001 - recorded, notes closed, supervisor told
+            self.error = exc
+            log.exception("generator thread failed")
+            if self._answer is not None:
+                self.scheduler.cut(self._answer.tag, wait=None)
+            if self._supervisor is not None:
+                self._supervisor(self.name, exc)
+
+    def _wait(self, timeout: float) -> None:
+        try:
+            self._handle(self._inbox.get(timeout=timeout))
+        except queue.Empty:
+            pass
+        self._drain()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._handle(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        self._flush()
+
+    def _handle(self, cmd) -> None:
+        if isinstance(cmd, PlayerEvent):
+            self._player(cmd)
+        elif isinstance(cmd, Respond):
+            self._respond(cmd)
+        elif isinstance(cmd, Cut):
+            self._cut(cmd)
+        elif isinstance(cmd, Rebase):
+            self._rebase(cmd)
+        elif isinstance(cmd, Configure):
+            self.config = cmd.config
+            self._mask = ResponseMask(self.vocab, cmd.config)
+            self._sampler = Sampler(cmd.config)
+        elif isinstance(cmd, _Stop):
+            self._halted = True
+
+    def _flush(self) -> None:
+        if self._pending:
+            tokens, self._pending = self._pending, []
+            self.session.feed(tokens)
+            self._last_token = tokens[-1]
+
+    # -- ticks -----------------------------------------------------------------------------------
+
+    def _stream_tick(self, clock_tick: float) -> float:
+        return clock_tick + self._offset
+
+    def _due(self, stream_tick: float) -> float:
+        return self.clock.time_at(stream_tick - self._offset)
+
+    def _rebase(self, cmd: Rebase) -> None:
+        self._end_answer_now(cmd.clock_tick)
+        bar = self._bar_ticks
+        self._offset = int(math.ceil((self._encoder.position - cmd.clock_tick) / bar - 1e-9)) * bar
+
+    # -- the player's events ------------------------------------------------------------------------
+
+    def _player(self, cmd: PlayerEvent) -> None:
+        self.stats.player_events += 1
+        tick = self._stream_tick(cmd.tick)
+        answer = self._answer
+        if answer is not None:
+            if tick < answer.end:
+                if len(cmd.data) == 3 and cmd.data[0] & 0xF0 == 0x90 and cmd.data[2] > 0:
+                    self._cut(Cut(answer.id, cmd.tick))  # a note-on always cuts in
+                else:
+                    self._deferred.append((tick, cmd.data))
+                    return
+            else:
+                self._answer = None
+        enc = self._encoder
+        out = self._pending
+        n = len(out)
+        self._skip_silence(tick)
+        if self._turn_pending:
+            out += enc.advance_to(tick) + enc.turn()
+            self._turn_pending = False
+        for t, data in self._deferred:
+            out += enc.message(t, data, PLAYER)
+        self._deferred.clear()
+        out += enc.message(tick, cmd.data, PLAYER)
+        self.stats.player_tokens += len(out) - n
+
+    def _skip_silence(self, tick: float) -> None:
+        """Shorten a long silence to SILENCE_SKIP_BARS empty bars (the model never saw minutes of rests)."""
+        enc = self._encoder
+        if enc.depth or quantize(tick) - enc.position <= (SILENCE_SKIP_BARS + 1) * self._bar_ticks:
+            return
+        bar = self._bar_ticks
+        target_bar = (quantize(tick) // bar) * bar - SILENCE_SKIP_BARS * bar
+        jump = target_bar - enc.next_bar
+        if jump > 0 and jump % bar == 0:
+            enc.position += jump
+            enc.next_bar += jump
+
+    # -- answers -------------------------------------------------------------------------------------
+
+    def _respond(self, cmd: Respond) -> None:
+        if self._answer is not None and self._answer.generating:
+            self._end_answer_now(self.clock.tick_now())
+        self._answer = None
+        enc = self._encoder
+        start, end = self._stream_tick(cmd.start_tick), self._stream_tick(cmd.end_tick)
+        start = max(int(start), enc.position)
+        out = self._pending
+        for t, data in self._deferred:
+            out += enc.message(t, data, PLAYER)
+        self._deferred.clear()
+        out += enc.advance_to(start) + enc.turn()
+        self._turn_pending = False
+        self._flush()
+        dec = StreamDecoder(self.vocab)
+        dec.position = enc.position
+        dec.role = enc.role if enc.role is not None else PLAYER
+        if enc.vel_bin is not None:
+            dec.velocity = self.vocab.bin_velocity(enc.vel_bin)
+        self._answer = _Answer(
+            id=cmd.id, tag=response_tag(cmd.id), start=start, end=int(end), start_pos=self.session.position,
+            decided_time=cmd.decided_time, encoder=copy.deepcopy(enc), decoder=copy.deepcopy(dec),
+        )
+        self._decoder = dec
+        self.stats.responses += 1
+
+    def _lookahead_wait(self, answer: _Answer) -> float:
+        """Seconds to wait before the next token (0: go on)."""
+        clock = self.clock
+        if not clock.running:
+            return 0.05
+        now_tick = self._stream_tick(clock.tick_now())
+        ahead_ticks = self._decoder.position - max(now_tick, answer.start)  # the first bar is always free
+        lookahead = self.config.lookahead_beats * self.vocab.config.ticks_per_beat
+        if ahead_ticks > lookahead:
+            return max(0.0005, (ahead_ticks - lookahead) * clock.seconds_per_tick)
+        unplayed = len(answer.ticks) - bisect.bisect_right(answer.ticks, now_tick)
+        if unplayed >= self.session.max_rollback - 16:
+            return 0.002  # keep every unplayed token within the cache's rollback reach
+        return 0.0
+
+    def _step(self, answer: _Answer) -> None:
+        t0 = time.perf_counter()
+        enc, dec = self._encoder, self._decoder
+        logits = self.session.logits
+        allowed = self._mask.allowed(enc, answer.end, self._last_token)
+        token = self._sampler.sample(logits, allowed)
+        events = dec.feed(token)
+        enc.observe(token)
+        for ev in events:
+            self._schedule(answer, ev.tick, ev.on, ev.pitch, ev.velocity)
+        self.session.append(token)
+        self._last_token = token
+        answer.tokens.append(token)
+        answer.ticks.append(dec.position)
+        self.stats.response_tokens += 1
+        self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
+        if dec.position >= answer.end:
+            self._finish(answer)
+
+    def _schedule(self, answer: _Answer, tick: int, on: bool, pitch: int, velocity: int) -> None:
+        ch = self.config.channel
+        data = (0x90 | ch, pitch, max(1, velocity)) if on else (0x80 | ch, pitch, 0)
+        self.scheduler.schedule(self._due(tick), data, answer.tag)
+        if on:
+            self.stats.notes_scheduled += 1
+            if not answer.first_note:
+                answer.first_note = True
+                self.stats.ready_ms.append((time.perf_counter() - answer.decided_time) * 1000.0)
+
+    def _finish(self, answer: _Answer) -> None:
+        """The answer reached its end: close its sounding notes there, in the stream and on the wire."""
+        enc, dec = self._encoder, self._decoder
+        tokens: list[int] = []
+        for role, pitch in sorted(dec.sounding):
+            if role == SIDEMAN:
+                self._schedule(answer, answer.end, False, pitch, 0)
+                tokens += enc.note_off(answer.end, pitch, SIDEMAN)
+        dec.sounding.clear()
+        if tokens:
+            self.session.feed(tokens)
+            self._last_token = tokens[-1]
+            answer.tokens += tokens
+            answer.ticks += [answer.end] * len(tokens)
+        if not answer.first_note:
+            self.stats.empty_responses += 1
+        answer.generating = False
+        self._turn_pending = True
+
+    def _end_answer_now(self, clock_tick: float) -> None:
+        answer = self._answer
+        if answer is not None:
+            self._cut(Cut(answer.id, clock_tick))
+
+    def _cut(self, cmd: Cut) -> None:
+        """Roll back the answer's tokens after `tick`; its played part stays; its notes end at `tick`."""
+        answer = self._answer
+        if answer is None or (cmd.id is not None and cmd.id != answer.id):
+            return
+        self._answer = None
+        self.scheduler.cut(answer.tag, wait=None)  # again: events scheduled since the conductor's cut
+        self._flush()
+        tick = max(self._stream_tick(cmd.tick), answer.start)
+        keep = bisect.bisect_right(answer.ticks, tick)
+        dropped = len(answer.tokens) - keep
+        if dropped == 0 and not answer.generating:
+            self._turn_pending = True
+            return  # the answer had played out
+        self.stats.cut_ins += 1
+        self.stats.rolled_back_tokens += dropped
+        kept = answer.tokens[:keep]
+        self._rollback(answer.start_pos + keep)
+        enc = copy.deepcopy(answer.encoder)
+        dec = copy.deepcopy(answer.decoder)
+        for t in kept:
+            enc.observe(t)
+            dec.feed(t)
+        self._encoder = enc
+        self._last_token = kept[-1] if kept else self._last_token
+        out = self._pending
+        for role, pitch in sorted(dec.sounding):
+            if role == SIDEMAN and (role, pitch) in enc.depth:
+                out += enc.note_off(tick, pitch, SIDEMAN)
+        self._turn_pending = True
+
+    def _rollback(self, pos: int) -> None:
+        session = self.session
+        if pos >= session.position:
+            return
+        if pos >= session.min_rollback_position:
+            session.rollback(pos)
+            return
+        # beyond the cache's reach (should not happen: generation waits): re-feed the window's history
+        history = session.history
+        drop = session.position - pos
+        keep = history[: max(0, len(history) - drop)]
+        self.stats.refeeds += 1
+        log.warning("rollback of %d tokens is beyond the cache's reach; re-feeding %d tokens", drop, len(keep))
+        session.reset()
+        if keep:
+            session.feed(keep)
+        self._last_token = keep[-1] if keep else None
