@@ -25,6 +25,7 @@ from engine.train.noise import add_live_noise
 from engine.vocab import DEFAULT_VOCAB
 
 log = logging.getLogger("sideman.train.data")
+STYLE_DROPOUT = 0.2  # share of windows whose style token becomes STYLE_none
 
 
 @dataclass
@@ -61,6 +62,8 @@ class TokenData:
             lo, hi = cfg.transpose
             k = int(rng.choice(allowed_shifts(w, range(lo, hi + 1), (21, 108))))
             w = transpose(w, k)
+            if rng.random() < STYLE_DROPOUT and w[2] != DEFAULT_VOCAB.pad and DEFAULT_VOCAB.is_style(int(w[2])):
+                w[2] = DEFAULT_VOCAB.style("none")  # so the model also plays with no style asked for
             if cfg.live_noise > 0 and rng.random() < cfg.live_noise:
                 w = add_live_noise(w, rng)
             rows.append(w)

@@ -1,0 +1,63 @@
+"""`sideman continue phrase.mid -o out.mid`: the shipped model answers a phrase, offline."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from engine.errors import SidemanError
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "continuation.pt"
+log = logging.getLogger("sideman.continue")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("input", help="a MIDI file with the phrase to answer (every channel is yours)")
+    parser.add_argument("-o", "--output", required=True, help="the MIDI file to write: your phrase, then the answer")
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a TorchScript model (default: the shipped one)")
+    parser.add_argument("--bars", type=int, default=2, help="length of the answer in bars (default 2)")
+    parser.add_argument("--temperature", type=float, default=0.9)
+    parser.add_argument("--top-k", type=int, default=0)
+    parser.add_argument("--top-p", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same answer")
+    parser.add_argument("--style", default="none", help="bach, essen, oneill, ryan, aird, palestrina or none")
+    parser.add_argument("--key", default=None, help='keep the answer in a key, e.g. "D minor"')
+    parser.add_argument("--low", type=int, default=0, help="lowest pitch the answer may play")
+    parser.add_argument("--high", type=int, default=127, help="highest pitch the answer may play")
+    parser.add_argument("--wav", default=None, help="also render the result to this WAV file (FluidSynth)")
+    parser.add_argument("--png", default=None, help="also draw a piano roll of the result")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def run(args) -> int:
+    from engine.continuation import ContinueSettings, continue_prompt, prompt_from_midi, write_midi
+    from engine.modelfile import load_model
+    from engine.sampler import Constraints, SamplingConfig
+    from engine.session import ModelSession
+    from engine.vocab import DEFAULT_VOCAB
+
+    try:
+        sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
+        constraints = Constraints.parse(args.key, args.low, args.high)
+        settings = ContinueSettings(args.bars, sampling, constraints)
+        DEFAULT_VOCAB.style(args.style)
+    except ValueError as exc:
+        raise SidemanError(str(exc)) from None
+    prompt = prompt_from_midi(args.input, DEFAULT_VOCAB, args.style)
+    session = ModelSession(load_model(args.model, DEFAULT_VOCAB), device=args.device)
+    result = continue_prompt(session, prompt, settings, DEFAULT_VOCAB)
+    write_midi(result, args.output)
+    n_answer = sum(1 for e in result.events if e.on and e.role == 1)
+    print(f"wrote {args.output}: your phrase and a {args.bars}-bar answer of {n_answer} notes "
+          f"({session.name}, {prompt.bpm:.0f} BPM, {prompt.meter.numerator}/{prompt.meter.denominator})")
+    if args.wav:
+        from engine.audio.render import render_midi
+
+        render_midi(args.output, args.wav)
+        print(f"wrote {args.wav}")
+    if args.png:
+        from engine.pianoroll import draw_piano_roll
+
+        draw_piano_roll(args.output, args.png, title=f"{Path(args.input).name} answered by {session.name}")
+        print(f"wrote {args.png}")
+    return 0
