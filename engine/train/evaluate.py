@@ -1,0 +1,318 @@
+"""`sideman eval`: a model against the variable-order Markov baseline and the test set itself.
+
+1. Loss per token (nats) on the same validation windows, for the model(s) and the Markov model
+   trained on the same training split and role mapping.
+2. Robustness: loss on the second half of each window when its first half (the context) is clean vs
+   given live-input noise (timing jitter, wrong notes, velocity), for each model given.
+3. Musical metrics of answers to held-out prompts (the first player phrase of each test piece, up to
+   its TURN): answers by the model, by the Markov model, and the piece's own next phrase (the
+   reference). In-key ratio against the prompt's key, distance of the key-relative pitch-class
+   histogram to the corpus's, note density and range relative to the prompt, repetition, and the
+   share of answers that are valid (no grammar violation, every note closed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine.continuation import SIDEMAN, ContinueSettings, Prompt, continue_prompt
+from engine.grammar import violations
+from engine.markov import MarkovModel
+from engine.metrics import (continuation_metrics, estimate_key, histogram_distance, key_relative_histogram,
+                            notes_of)
+from engine.modelfile import load_model
+from engine.sampler import SamplingConfig
+from engine.session import ModelSession
+from engine.tokens import Meter, StreamDecoder
+from engine.train.config import load_config
+from engine.train.data import TokenData, load_token_data
+from engine.train.noise import add_live_noise
+from engine.vocab import DEFAULT_VOCAB as V
+
+log = logging.getLogger("sideman.eval")
+
+
+# ---- losses ---------------------------------------------------------------------------------
+
+def val_windows(data: TokenData, seq_len: int, n: int) -> np.ndarray:
+    rows = [torch.cat([x, y[:, -1:]], dim=1) for x, y in data.val_batches(n, seq_len, 1)]
+    return torch.cat(rows).numpy()  # (n, seq_len + 1)
+
+
+@torch.no_grad()
+def model_losses(module, windows: np.ndarray, from_index: int = 0, batch: int = 16) -> float:
+    """Mean NLL per non-PAD target at positions >= from_index. windows (N, T + 1)."""
+    total, count = 0.0, 0
+    for b in range(0, len(windows), batch):
+        a = torch.from_numpy(windows[b:b + batch].astype(np.int64))
+        x, y = a[:, :-1], a[:, 1:]
+        logp = torch.log_softmax(module.forward(x).float(), dim=-1)  # (B, T, V)
+        nll = -logp.gather(-1, y.unsqueeze(-1)).squeeze(-1)  # (B, T)
+        keep = (y != V.pad)
+        keep[:, :from_index] = False
+        total += float(nll[keep].sum())
+        count += int(keep.sum())
+    return total / max(count, 1)
+
+
+def markov_losses(markov: MarkovModel, windows: np.ndarray, from_index: int = 0) -> float:
+    total, count = 0.0, 0
+    for w in windows:
+        p = markov.token_probabilities(w, start=1)  # p[i] = P(w[i + 1] | w[:i + 1])
+        keep = w[1:] != V.pad
+        keep[:from_index] = False
+        total += float(-np.log(p[keep]).sum())
+        count += int(keep.sum())
+    return total / max(count, 1)
+
+
+def noisy_context(windows: np.ndarray, seed: int = 0) -> tuple[np.ndarray, int]:
+    """The first half of every window given live noise (length kept); the second half untouched."""
+    rng = np.random.default_rng(seed)
+    half = windows.shape[1] // 2
+    out = windows.copy()
+    for i, w in enumerate(windows):
+        out[i, :half] = add_live_noise(w[:half], rng, extra=0.0)
+    return out, half
+
+
+# ---- generation -----------------------------------------------------------------------------
+
+class MarkovSource:
+    """The Markov model behind the same feed/append/logits interface as a ModelSession."""
+
+    def __init__(self, markov: MarkovModel) -> None:
+        self.markov = markov
+        self.context: list[int] = []
+
+    def feed(self, tokens) -> torch.Tensor:
+        self.context += [int(t) for t in tokens]
+        return self.logits
+
+    def append(self, token: int) -> torch.Tensor:
+        return self.feed([token])
+
+    @property
+    def logits(self) -> torch.Tensor:
+        return torch.from_numpy(np.log(self.markov.next_distribution(self.context[-16:])).astype(np.float32))
+
+
+def prompts_and_references(pieces: list[np.ndarray], n: int) -> list[tuple[Prompt, list[int]]]:
+    """(prompt up to the first TURN, the tokens of the phrase after it) for pieces that have both."""
+    out = []
+    for p in pieces:
+        toks = [int(t) for t in p]
+        turns = [i for i, t in enumerate(toks) if t == V.turn]
+        if len(turns) < 1:
+            continue
+        end = turns[1] if len(turns) > 1 else len(toks)
+        dec = StreamDecoder(V)
+        dec.feed_all(toks[:turns[0]])
+        if not any(V.is_note_on(t) for t in toks[:turns[0]]) or not any(V.is_note_on(t) for t in toks[turns[0]:end]):
+            continue
+        bars = dec.bars
+        bar_len = bars[-1] - bars[-2] if len(bars) >= 2 else 96
+        num = max(1, bar_len // 24)
+        meter = Meter(num, 4) if bar_len % 24 == 0 else Meter(bar_len // 12, 8)
+        out.append((Prompt(toks[:turns[0]], meter, 100.0, dec.position), toks[turns[0]:end]))
+        if len(out) >= n:
+            break
+    return out
+
+
+@dataclass
+class Collected:
+    in_key: list
+    hist: np.ndarray
+    density: list
+    range_: list
+    repetition: list
+    valid: list
+    notes: list
+
+    @classmethod
+    def empty(cls) -> "Collected":
+        return cls([], np.zeros(12), [], [], [], [], [])
+
+    def summary(self, corpus_hist: np.ndarray) -> dict:
+        h = self.hist / self.hist.sum() if self.hist.sum() else self.hist
+
+        def mean(xs):
+            xs = [x for x in xs if x is not None and not math.isnan(x)]
+            return round(float(np.mean(xs)), 4) if xs else None
+
+        def median(xs):
+            xs = [x for x in xs if x is not None and not math.isnan(x)]
+            return round(float(np.median(xs)), 4) if xs else None
+
+        return {"in_key": mean(self.in_key), "pc_hist_dist": round(histogram_distance(h, corpus_hist), 4),
+                "density_ratio": median(self.density), "range_ratio": median(self.range_),
+                "repetition": mean(self.repetition), "valid_share": mean(self.valid),
+                "notes_per_answer": mean(self.notes)}
+
+
+def measure_answer(col: Collected, prompt: Prompt, answer_tokens: list[int], valid: bool) -> None:
+    dec = StreamDecoder(V)
+    events = dec.feed_all(prompt.tokens)
+    prompt_notes = notes_of(events)
+    answer_events = dec.feed_all(answer_tokens) + dec.finish()
+    start = prompt.end_tick
+    answer = [n for n in notes_of(events + answer_events) if n.role == SIDEMAN]
+    span = max((max((n.end for n in answer), default=start) - start), 24)
+    m = continuation_metrics(prompt_notes, max(prompt.end_tick, 24), answer, span)
+    key = estimate_key(prompt_notes)
+    col.in_key.append(m.in_key)
+    col.hist += np.roll(np.bincount([n.pitch % 12 for n in answer], minlength=12), -key.tonic)
+    col.density.append(m.density_ratio)
+    col.range_.append(m.range_ratio)
+    col.repetition.append(m.repetition)
+    col.valid.append(1.0 if valid else 0.0)
+    col.notes.append(len(answer))
+
+
+def corpus_histogram(pieces: list[np.ndarray], n: int = 800) -> np.ndarray:
+    """Key-relative pitch-class histogram of the training corpus (a fixed sample of pieces)."""
+    rng = np.random.default_rng(0)
+    h = np.zeros(12)
+    for i in rng.permutation(len(pieces))[:n]:
+        notes = notes_of(StreamDecoder(V).feed_all(int(t) for t in pieces[i]))
+        if notes:
+            h += key_relative_histogram(notes, estimate_key(notes)) * len(notes)
+    return h / h.sum()
+
+
+def answer_is_valid(prompt: Prompt, tokens: list[int], grammar: bool = True) -> bool:
+    """No token the grammar forbids (for generated answers) and nothing the decoder must ignore."""
+    from engine.grammar import GrammarState
+
+    if not grammar:
+        dec = StreamDecoder(V)
+        dec.feed_all(prompt.tokens + tokens)
+        return dec.invalid == 0
+    state = GrammarState(V, prompt.meter)
+    state.feed_all(prompt.tokens + tokens[:1])  # the bridge's first token is ours, not the model's
+    dec = StreamDecoder(V)
+    dec.feed_all(prompt.tokens + tokens)
+    return not violations(tokens[1:], V, SIDEMAN, prompt.meter, state) and dec.invalid == 0
+
+
+# ---- the whole evaluation ---------------------------------------------------------------------
+
+def evaluate(model_paths: list[str], config: str = "continuation", prompts: int = 100, bars: int = 2,
+             windows: int = 64, markov_order: int = 6, seed: int = 0, data_limit: int | None = None) -> dict:
+    cfg = load_config(config)
+    if data_limit is not None:
+        cfg = replace(cfg, data_limit=data_limit)
+    data = load_token_data(cfg)
+    result: dict = {"data": data.describe(), "markov_order": markov_order, "prompts": prompts, "bars": bars}
+
+    markov_path = Path(data.source) / f"markov-{cfg.role_mapping}-o{markov_order}.npz"
+    if markov_path.exists():
+        markov = MarkovModel.load(markov_path)
+    else:
+        log.info("fitting the order-%d Markov baseline on %d training pieces", markov_order, len(data.train))
+        markov = MarkovModel(V.size, markov_order).fit(data.train)
+        markov.save(markov_path)
+
+    win = val_windows(data, cfg.seq_len, windows)
+    noisy, half = noisy_context(win, seed)
+    result["val_loss_markov"] = round(markov_losses(markov, win), 4)
+    result["markov_clean_second_half"] = round(markov_losses(markov, win, half), 4)
+    result["markov_noisy_second_half"] = round(markov_losses(markov, noisy, half), 4)
+
+    pairs = prompts_and_references(data.test, prompts)
+    corpus_hist = corpus_histogram(data.train)
+    settings = ContinueSettings(bars, SamplingConfig(temperature=0.9, top_p=0.95, seed=seed))
+    ref, mk = Collected.empty(), Collected.empty()
+    for prompt, reference in pairs:
+        measure_answer(ref, prompt, reference, answer_is_valid(prompt, reference, grammar=False))
+        c = continue_prompt(MarkovSource(markov), prompt, settings)
+        measure_answer(mk, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
+    result["reference"] = ref.summary(corpus_hist)
+    result["markov"] = mk.summary(corpus_hist)
+
+    for i, path in enumerate(model_paths):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loaded = load_model(path, V, "cpu")
+        module = loaded.module.eval()
+        name = loaded.name
+        entry = {"path": str(path), "val_loss": round(model_losses(module, win), 4),
+                 "clean_second_half": round(model_losses(module, win, half), 4),
+                 "noisy_second_half": round(model_losses(module, noisy, half), 4)}
+        entry["noise_gap"] = round(entry["noisy_second_half"] - entry["clean_second_half"], 4)
+        session = ModelSession(loaded, device="cpu")
+        col = Collected.empty()
+        for prompt, _ in pairs:
+            session.reset()
+            c = continue_prompt(session, prompt, settings)
+            measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
+        entry["musical"] = col.summary(corpus_hist)
+        result.setdefault("models", {})[name] = entry
+        if i == 0:  # the headline numbers are the first model's
+            result["val_loss_model"] = entry["val_loss"]
+            result["in_key_model"] = entry["musical"]["in_key"]
+            result["pc_hist_dist_model"] = entry["musical"]["pc_hist_dist"]
+            result["valid_share"] = entry["musical"]["valid_share"]
+            result["loss_vs_markov"] = round(1 - entry["val_loss"] / result["val_loss_markov"], 4)
+    result["in_key_markov"] = result["markov"]["in_key"]
+    result["in_key_reference"] = result["reference"]["in_key"]
+    result["pc_hist_dist_markov"] = result["markov"]["pc_hist_dist"]
+    result["pc_hist_dist_reference"] = result["reference"]["pc_hist_dist"]
+    return result
+
+
+def format_report(r: dict) -> str:
+    lines = [f"data: {r['data']['pieces']} pieces ({r['data']['role_mapping']}), "
+             f"{r['prompts']} prompts, {r['bars']}-bar answers",
+             "", f"{'':28s} {'loss/token':>10s} {'ctx clean':>10s} {'ctx noisy':>10s} {'gap':>7s}"]
+    for name, m in r.get("models", {}).items():
+        lines.append(f"{name:28s} {m['val_loss']:10.4f} {m['clean_second_half']:10.4f} "
+                     f"{m['noisy_second_half']:10.4f} {m['noise_gap']:7.4f}")
+    lines.append(f"{'markov (order %d)' % r['markov_order']:28s} {r['val_loss_markov']:10.4f} "
+                 f"{r['markov_clean_second_half']:10.4f} {r['markov_noisy_second_half']:10.4f} "
+                 f"{r['markov_noisy_second_half'] - r['markov_clean_second_half']:7.4f}")
+    if "loss_vs_markov" in r:
+        lines.append(f"model loss is {100 * r['loss_vs_markov']:.1f}% below the Markov baseline")
+    lines += ["", f"{'answers':28s} {'in-key':>7s} {'pc-dist':>8s} {'density':>8s} {'range':>6s} "
+                  f"{'repeat':>7s} {'valid':>6s} {'notes':>6s}"]
+    rows = [(n, m["musical"]) for n, m in r.get("models", {}).items()] + [("markov", r["markov"]),
+                                                                          ("reference (test set)", r["reference"])]
+
+    def f(x, w, p=3):
+        return f"{x:{w}.{p}f}" if isinstance(x, (int, float)) else f"{'-':>{w}s}"
+
+    for name, m in rows:
+        lines.append(f"{name:28s} {f(m['in_key'], 7)} {f(m['pc_hist_dist'], 8)} {f(m['density_ratio'], 8, 2)} "
+                     f"{f(m['range_ratio'], 6, 2)} {f(m['repetition'], 7)} {f(m['valid_share'], 6, 2)} "
+                     f"{f(m['notes_per_answer'], 6, 1)}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", action="append", default=None,
+                        help="model file(s) to evaluate (default: models/continuation.pt)")
+    parser.add_argument("--config", default="continuation", help="training config whose data and mapping to use")
+    parser.add_argument("--prompts", type=int, default=100)
+    parser.add_argument("--bars", type=int, default=2)
+    parser.add_argument("--windows", type=int, default=64, help="validation windows for the losses")
+    parser.add_argument("--markov-order", type=int, default=6)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data-limit", type=int, default=None, help="pieces per collection (quick runs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    models = args.model or [str(Path(__file__).resolve().parents[2] / "models" / "continuation.pt")]
+    r = evaluate(models, args.config, args.prompts, args.bars, args.windows, args.markov_order, args.seed,
+                 args.data_limit)
+    print(json.dumps(r, indent=2) if args.json else format_report(r))
+    return 0
