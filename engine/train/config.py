@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from engine.errors import SidemanError
@@ -65,9 +65,23 @@ class TrainConfig:
 
 PRESETS: dict[str, TrainConfig] = {
     # the shipped call-and-response continuation model
-    "continuation": TrainConfig(),
+    # (sized for a 2-core CPU in under an hour: ~1 epoch of the folk collections and the chorales)
+    "continuation": TrainConfig(collections=("bach", "essen", "oneill", "ryan", "aird"), seq_len=256,
+                                batch_size=16, max_steps=1500, warmup_steps=100, eval_every=150,
+                                eval_batches=10, checkpoint_every=50, dropout=0.0),
     # the same with adversarial training on embeddings and live-noise augmentation
-    "continuation-robust": TrainConfig(name="continuation-robust", adversarial="pgd", live_noise=0.25),
+    "continuation-robust": TrainConfig(name="continuation-robust", collections=("bach", "essen", "oneill", "ryan",
+                                       "aird"), seq_len=256, batch_size=16, max_steps=1500, warmup_steps=100,
+                                       eval_every=150, eval_batches=10, checkpoint_every=50, dropout=0.0,
+                                       adversarial="pgd", live_noise=0.25),
+    # the robustness experiment: the same small model trained plain and adversarially, side by side
+    "robust-plain": TrainConfig(name="robust-plain", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
+                                batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,
+                                checkpoint_every=50, dropout=0.0, collections=("essen", "oneill")),
+    "robust-fgsm": TrainConfig(name="robust-fgsm", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
+                               batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,
+                               checkpoint_every=50, dropout=0.0, collections=("essen", "oneill"),
+                               adversarial="fgsm", adv_epsilon=0.05),
     # seconds on a CPU: for tests and smoke runs
     "tiny": TrainConfig(name="tiny", d_model=64, n_layers=2, n_heads=2, d_ff=128, window=128, max_rollback=32,
                         seq_len=128, batch_size=8, max_steps=30, warmup_steps=5, eval_every=10, eval_batches=2,
