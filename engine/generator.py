@@ -271,6 +271,7 @@ class GeneratorStats:
     rolled_back_tokens: int = 0
     refeeds: int = 0  # rollbacks past the cache's reach, done by re-feeding the history
     empty_responses: int = 0
+    answers: deque = field(default_factory=lambda: deque(maxlen=1000))  # (id, start, end) in clock ticks
     ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first note scheduled
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
 
@@ -452,12 +453,14 @@ class Generator(threading.Thread):
             self._end_answer_now(self.clock.tick_now())
         self._answer = None
         enc = self._encoder
-        start, end = self._stream_tick(cmd.start_tick), self._stream_tick(cmd.end_tick)
-        start = max(int(start), enc.position)
         out = self._pending
         for t, data in self._deferred:
             out += enc.message(t, data, PLAYER)
         self._deferred.clear()
+        behind = enc.position - self._stream_tick(cmd.start_tick)
+        if behind > 0:  # the stream ran ahead of the clock (notes last at least a tick): skip whole bars
+            self._offset += int(math.ceil(behind / self._bar_ticks)) * self._bar_ticks
+        start, end = int(self._stream_tick(cmd.start_tick)), int(self._stream_tick(cmd.end_tick))
         out += enc.advance_to(start) + enc.turn()
         self._turn_pending = False
         self._flush()
@@ -472,6 +475,7 @@ class Generator(threading.Thread):
         )
         self._decoder = dec
         self.stats.responses += 1
+        self.stats.answers.append((cmd.id, cmd.start_tick, cmd.end_tick))
 
     def _lookahead_wait(self, answer: _Answer) -> float:
         """Seconds to wait before the next token (0: go on)."""

@@ -46,7 +46,13 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
     )
     daemon = Daemon(preset, options)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(EXIT_INTERRUPTED))
     signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(EXIT_OK))
-    daemon.start()
-    return daemon.run()
+    try:
+        daemon.start()
+        return daemon.run()
+    finally:
+        daemon.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

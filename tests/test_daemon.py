@@ -1,0 +1,405 @@
+"""The daemon end to end over real JACK MIDI: a client plays phrases into "sideman in" and listens on
+"sideman out". In-process daemons for most tests (their state can be inspected), subprocesses for
+signals and exit codes.
+
+The model is models/continuation.pt when it exists; otherwise a small model with random weights,
+exported to a temporary folder, which is enough to test the plumbing (never shipped).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import rtmidi
+
+from engine.daemon import Daemon, DaemonOptions
+from engine.presets import PRESET_DIR, dump_preset, load_preset
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPO / "models" / "continuation.pt"
+BPM = 240.0  # a beat is 0.25 s, a bar 1 s: tests stay short
+
+pytestmark = pytest.mark.jack
+
+
+# -- fixtures and helpers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory) -> Path:
+    if SHIPPED_MODEL.exists():
+        return SHIPPED_MODEL
+    import torch
+
+    from engine.train.export import export_model
+    from engine.train.model import ModelConfig, TransformerLM
+    from engine.vocab import DEFAULT_VOCAB
+
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=DEFAULT_VOCAB.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,
+                                      window=256, max_rollback=128))
+    path = tmp_path_factory.mktemp("model") / "random-plumbing.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export_model(model, path, {"name": "random-plumbing"})
+    return path
+
+
+def write_preset(folder: Path, name: str = "test", **changes) -> Path:
+    """A preset file: the default preset over JACK with unique port names, 240 BPM, short answers."""
+    base = load_preset(PRESET_DIR / "default.toml")
+    tag = uuid.uuid4().hex[:6]
+    preset = replace(
+        base,
+        name=name,
+        ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
+        clock=replace(base.clock, bpm=BPM),
+        phrase=replace(base.phrase, silence_beats=1.0),
+        response=replace(base.response, length_bars=1, start="bar"),
+        program_change=(),
+    )
+    for section, values in changes.items():
+        preset = replace(preset, **{section: replace(getattr(preset, section), **values)
+                                    if isinstance(values, dict) else values})
+    path = folder / f"{name}.toml"
+    path.write_text(dump_preset(preset))
+    return path
+
+
+def find_port(names: list[str], name: str) -> int:
+    matches = [i for i, n in enumerate(names) if n.endswith(":" + name)]
+    if not matches:
+        raise LookupError(f"{name!r} not in {names}")
+    return matches[0]
+
+
+def wait_until(predicate, timeout: float, step: float = 0.01) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+class Listener(threading.Thread):
+    """A JACK client connected to the daemon's output; records (perf_counter, bytes) of every message."""
+
+    def __init__(self, port_name: str) -> None:
+        super().__init__(daemon=True, name="test-listener")
+        self.midi = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="listener", queue_size_limit=16384)
+        self.midi.ignore_types(sysex=False, timing=False, active_sense=False)
+        self.midi.open_port(find_port(self.midi.get_ports(), port_name))
+        self.messages: list[tuple[float, tuple]] = []
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        while not self.halt.is_set():
+            msg = self.midi.get_message()
+            if msg is None:
+                time.sleep(0.0002)
+                continue
+            self.messages.append((time.perf_counter(), tuple(msg[0])))
+
+    def close(self) -> None:
+        self.halt.set()
+        self.join(1)
+        self.midi.close_port()
+
+    def note_ons(self, after: float = 0.0, before: float = float("inf")) -> list[tuple[float, tuple]]:
+        return [(t, d) for t, d in list(self.messages) if d[0] & 0xF0 == 0x90 and d[2] > 0 and after <= t < before]
+
+
+def hanging(messages) -> set[tuple[int, int]]:
+    """(channel, pitch) left sounding by a sequence of messages (CC 123 ends all on its channel)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for _, data in messages:
+        kind, ch = data[0] & 0xF0, data[0] & 0x0F
+        if kind == 0x90 and data[2] > 0:
+            sounding[(ch, data[1])] = sounding.get((ch, data[1]), 0) + 1
+        elif kind in (0x80, 0x90) and sounding.get((ch, data[1])):
+            sounding[(ch, data[1])] -= 1
+        elif kind == 0xB0 and data[1] in (120, 123):
+            sounding = {k: v for k, v in sounding.items() if k[0] != ch}
+    return {k for k, v in sounding.items() if v}
+
+
+def player(port_name: str) -> rtmidi.MidiOut:
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
+    out.open_port(find_port(out.get_ports(), port_name))
+    return out
+
+
+def play_phrase(out: rtmidi.MidiOut, pitches=(60, 62, 64, 67), note_s: float = 0.1, gap_s: float = 0.025) -> float:
+    """Play a short phrase; returns the perf_counter time of the last note-off."""
+    for p in pitches:
+        out.send_message([0x90, p, 96])
+        time.sleep(note_s)
+        out.send_message([0x80, p, 0])
+        time.sleep(gap_s)
+    return time.perf_counter()
+
+
+@pytest.fixture
+def running(jack_server, model_path, tmp_path):
+    """A factory: start an in-process daemon on a preset (keyword changes as in write_preset)."""
+    started: list[tuple[Daemon, threading.Thread, Listener, rtmidi.MidiOut]] = []
+
+    def start(**changes):
+        path = write_preset(tmp_path, **changes)
+        daemon = Daemon(load_preset(path), DaemonOptions(model=str(model_path), status_every=0))
+        daemon.start()
+        thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
+        thread.start()
+        listener = Listener(daemon.preset.ports.output)
+        out = player(daemon.preset.ports.input)
+        started.append((daemon, thread, listener, out))
+        return daemon, listener, out
+
+    yield start
+    for daemon, thread, listener, out in started:
+        daemon.request_stop()
+        thread.join(3)
+        out.close_port()
+        time.sleep(0.05)
+        listener.close()
+
+
+def answer_window(daemon: Daemon, index: int = 0) -> tuple[int, int]:
+    _, start, end = list(daemon.generator.stats.answers)[index]
+    return start, end
+
+
+# -- end to end ------------------------------------------------------------------------------------------
+
+
+def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, jack_server):
+    daemon, listener, out = running()
+    preset = daemon.preset
+    last_off = play_phrase(out)
+    assert wait_until(lambda: daemon.generator.stats.answers, 3), "no answer was started"
+    start, end = answer_window(daemon)
+    clock = daemon.clock
+    assert start % clock.meter.bar_ticks == 0  # the preset says: from the next bar
+    assert end - start == clock.meter.bar_ticks  # one bar long
+    assert clock.time_at(start) > last_off
+    time.sleep(max(0.0, clock.time_at(end) - time.perf_counter()) + 0.3)
+    answer = [(t, d) for t, d in listener.messages]
+    ons = [(t, d) for t, d in answer if d[0] & 0xF0 == 0x90 and d[2] > 0]
+    assert ons, "the answer had no notes"
+    period_s = jack_server.period_ms / 1000
+    for t, data in answer:
+        if data[0] & 0xF0 not in (0x80, 0x90):
+            continue
+        assert data[0] & 0x0F == preset.channels.output_index
+        assert preset.constraints.low <= data[1] <= preset.constraints.high
+        tick = round(clock.tick_at(t))
+        error = t - clock.time_at(tick)
+        assert -0.0005 <= error <= 0.003 + period_s, f"{data} off the grid by {error * 1000:.2f} ms"
+        assert start <= tick <= end
+    assert hanging(answer) == set()
+    assert daemon.generator.stats.ready_ms  # the decision -> first note latency was measured
+
+
+def test_cut_in_stops_the_answer_with_note_offs_and_the_conversation_goes_on(running):
+    daemon, listener, out = running(response={"length_bars": 4})
+    play_phrase(out)
+    assert wait_until(lambda: listener.note_ons(), 4), "no answer"
+    time.sleep(0.05)
+    cut_at = time.perf_counter()
+    out.send_message([0x90, 72, 100])  # the player cuts in
+    assert wait_until(lambda: daemon.generator.stats.cut_ins == 1, 1)
+    time.sleep(0.1)
+    out.send_message([0x80, 72, 0])
+    after_cut = [(t, d) for t, d in listener.messages if t < cut_at + 0.1]
+    assert hanging(after_cut) == set(), "the answer's notes were not closed at the cut"
+    assert not listener.note_ons(after=cut_at + 0.01, before=cut_at + 0.1), "the answer went on after the cut"
+    assert daemon.generator.stats.rolled_back_tokens > 0  # generated ahead, not played: rolled back
+    # the player's new phrase (the note at the cut) gets its own answer
+    assert wait_until(lambda: len(daemon.generator.stats.answers) == 2, 4)
+    start, end = answer_window(daemon, 1)
+    assert wait_until(lambda: listener.note_ons(after=daemon.clock.time_at(start) - 0.001), 6)
+    time.sleep(max(0.0, daemon.clock.time_at(end) - time.perf_counter()) + 0.2)
+    daemon.request_stop()
+    time.sleep(0.3)
+    assert hanging(listener.messages) == set()
+
+
+def test_a_burst_of_1000_messages_loses_nothing_and_junk_does_not_crash(running):
+    daemon, listener, out = running()
+    n = 1000
+    for i in range(n // 2):
+        out.send_message([0x90, 40 + i % 40, 90])
+        out.send_message([0x80, 40 + i % 40, 0])
+    junk = [[0x90, 60], [0x95], [60, 100, 3], [0xF9], [0xF4]]
+    for data in junk:
+        out.send_message(data)
+    out.send_message([0xF0, 0x7E, 0x7F, 0x06, 0x01, 0xF7])
+    assert wait_until(lambda: daemon.generator.stats.player_events >= n, 10)
+    time.sleep(0.2)
+    assert daemon.generator.stats.player_events == n  # every note message reached the encoder
+    assert daemon.generator.stats.player_tokens >= n
+    stats = daemon.poller.stats
+    assert stats.malformed == len(junk) and stats.sysex >= 1
+    # the daemon lives on: the burst was a phrase, and it gets an answer
+    assert wait_until(lambda: listener.note_ons(), 5)
+    assert all(t.is_alive() for t in (daemon.poller, daemon.conductor, daemon.generator, daemon.scheduler))
+
+
+def test_follows_midi_clock_and_stop_silences_the_output(running):
+    daemon, listener, out = running(clock={"source": "midi", "bpm": 100.0})
+    bpm = 150.0
+    interval = 60.0 / (bpm * 24)
+    clock_out = out
+    halt = threading.Event()
+
+    def send_clock():
+        clock_out.send_message([0xFA])
+        next_t = time.perf_counter()
+        while not halt.is_set():
+            next_t += interval
+            while time.perf_counter() < next_t - 0.001:
+                time.sleep(0.0005)
+            while time.perf_counter() < next_t:
+                pass
+            clock_out.send_message([0xF8])
+
+    sender = threading.Thread(target=send_clock, daemon=True)
+    sender.start()
+    try:
+        time.sleep(1.5)
+        assert daemon.clock.running
+        assert abs(daemon.clock.bpm - bpm) / bpm < 0.01, f"tempo estimate {daemon.clock.bpm:.2f} BPM"
+        play_phrase(out)
+        assert wait_until(lambda: listener.note_ons(), 5), "no answer while the clock ran"
+        time.sleep(0.05)
+        halt.set()
+        sender.join(1)
+        stopped_at = time.perf_counter()
+        out.send_message([0xFC])  # Stop
+        time.sleep(0.3)
+    finally:
+        halt.set()
+    assert not listener.note_ons(after=stopped_at + 0.01), "notes after Stop"
+    assert hanging([(t, d) for t, d in listener.messages if t < stopped_at + 0.3]) == set()
+    assert any(d[0] & 0xF0 == 0xB0 and d[1] == 123 for t, d in listener.messages if t >= stopped_at)
+
+
+def test_panic_cc_closes_everything(running):
+    daemon, listener, out = running(response={"length_bars": 4})
+    play_phrase(out)
+    assert wait_until(lambda: listener.note_ons(), 4)
+    panic_at = time.perf_counter()
+    out.send_message([0xB0, daemon.preset.cc.panic, 127])
+    time.sleep(0.2)
+    after = [(t, d) for t, d in listener.messages if t >= panic_at]
+    assert {d[0] & 0x0F for t, d in after if d[0] & 0xF0 == 0xB0 and d[1] == 123} == set(range(16))
+    assert hanging(listener.messages) == set()
+    assert not listener.note_ons(after=panic_at + 0.05, before=panic_at + 0.2)
+
+
+def test_program_change_switches_presets_and_a_bad_one_keeps_the_current(running, tmp_path, caplog):
+    good = write_preset(tmp_path, name="other", sampling={"temperature": 0.5})
+    bad = tmp_path / "bad.toml"
+    bad.write_text(good.read_text().replace("temperature = 0.5", "temperature = 99"))
+    daemon, listener, out = running(program_change=((5, "bad.toml"), (6, "other.toml")))
+    caplog.set_level(logging.INFO, logger="sideman.daemon")
+    out.send_message([0xC0, 5])
+    assert wait_until(lambda: "bad.toml" in caplog.text, 2)
+    assert daemon.preset.name == "test"
+    assert "sampling.temperature" in caplog.text and "keeping preset" in caplog.text
+    out.send_message([0xC0, 6])
+    assert wait_until(lambda: daemon.preset.name == "other", 2)
+    assert daemon.gen_config.temperature == 0.5
+    play_phrase(out)  # still answering, with the new preset
+    assert wait_until(lambda: listener.note_ons(), 4)
+
+
+def test_a_generator_crash_closes_notes_and_restarts_it(running, monkeypatch):
+    from engine import generator as generator_module
+
+    daemon, listener, out = running(response={"length_bars": 4})
+    calls = {"n": 0}
+    real = generator_module.Sampler.sample
+
+    def flaky(self, logits, allowed):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise RuntimeError("injected failure")
+        return real(self, logits, allowed)
+
+    monkeypatch.setattr(generator_module.Sampler, "sample", flaky)
+    play_phrase(out)
+    assert wait_until(lambda: daemon.generator_restarts == 1, 4), "the generator was not restarted"
+    time.sleep(0.2)
+    assert hanging(listener.messages) == set()
+    before = len(listener.note_ons())
+    play_phrase(out, pitches=(65, 64, 62))
+    assert wait_until(lambda: len(listener.note_ons()) > before, 5), "no answer after the restart"
+
+
+# -- subprocess: signals and exit codes --------------------------------------------------------------------
+
+
+def daemon_command(preset: Path, model: Path) -> list[str]:
+    return [sys.executable, str(REPO / "daemon.py"), "--preset", str(preset), "--model", str(model),
+            "--status-every", "0.5"]
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp_path, sig, code):
+    path = write_preset(tmp_path, response={"length_bars": 8})
+    preset = load_preset(path)
+    proc = subprocess.Popen(daemon_command(path, model_path), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
+    reader.start()
+    try:
+        assert wait_until(lambda: any("sideman ready" in line for line in lines), 60), "".join(lines)[-2000:]
+        listener = Listener(preset.ports.output)
+        out = player(preset.ports.input)
+        play_phrase(out)
+        assert wait_until(lambda: listener.note_ons(), 10), "no answer: " + "".join(lines)[-2000:]
+        time.sleep(0.1)
+        proc.send_signal(sig)
+        proc.wait(timeout=5)
+        reader.join(2)
+        time.sleep(0.1)
+        out.close_port()
+        listener.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = "".join(lines)
+    assert proc.returncode == code, err[-2000:]
+    assert hanging(listener.messages) == set()
+    assert "sideman stopped" in err
+
+
+def test_errors_exit_1_with_the_fix(jack_server, model_path, tmp_path):
+    env = dict(os.environ)
+    bad_preset = tmp_path / "bad.toml"
+    bad_preset.write_text('name = "x"\n[clock]\nbpm = 1000\n')
+    result = subprocess.run([sys.executable, str(REPO / "daemon.py"), "--preset", str(bad_preset)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "clock.bpm" in result.stderr and "allowed" in result.stderr
+    good = write_preset(tmp_path)
+    result = subprocess.run(daemon_command(good, tmp_path / "missing.pt"), cwd=REPO, capture_output=True,
+                            text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "missing.pt" in result.stderr and "sideman train" in result.stderr
