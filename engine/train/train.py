@@ -153,8 +153,12 @@ def plot_curves(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: bool = True) -> dict:
-    """Train (or resume) a model; returns a summary dict. Safe under torchrun."""
+def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: bool = True,
+          halt_at: int | None = None) -> dict:
+    """Train (or resume) a model; returns a summary dict. Safe under torchrun.
+
+    `halt_at` stops after that step as an interruption would (checkpoint written, no export).
+    """
     d = setup_distributed()
     device = torch.device(f"cuda:{d.local_rank}" if torch.cuda.is_available() else "cpu")
     out = Path(cfg.out_dir) / cfg.name
@@ -285,6 +289,10 @@ def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: 
                     break
             if d.main and state["step"] % cfg.checkpoint_every == 0:
                 save_checkpoint(ckpt_path, model, opt, scaler, state)
+            if halt_at is not None and state["step"] >= halt_at:
+                stop = True
+                export = False
+                break
         if state["batch_in_epoch"] >= n_batches:
             state["epoch"] += 1
             state["batch_in_epoch"] = 0
@@ -298,7 +306,11 @@ def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: 
         plot_curves(log_path, out / "curves.png")
         if export and (out / "best.pt").exists():
             summary["model"] = str(export_best(cfg, model_cfg, out, summary, data, device))
-    if d.world > 1:
+    if d.world > 1:  # DDP keeps replicas identical: check it, and say so in the summary
+        checksum = torch.stack([p.detach().double().sum() for p in model.parameters()]).to(device)
+        gathered = [torch.zeros_like(checksum) for _ in range(d.world)]
+        dist.all_gather(gathered, checksum)
+        summary["replicas_in_sync"] = all(torch.equal(gathered[0], g) for g in gathered[1:])
         dist.barrier()
     return summary
 

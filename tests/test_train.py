@@ -1,0 +1,78 @@
+"""Training: a real tiny run from scratch, exact resume, DDP on 2 CPU processes, export and reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+
+import pytest
+import torch
+
+from engine.train.config import PRESETS, load_config
+from engine.train.train import lr_at, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return replace(PRESETS["tiny"], out_dir=str(tmp_path_factory.mktemp("runs")))
+
+
+def test_tiny_run_learns_and_exports(tiny):
+    summary = train(tiny, resume=False, progress=False)
+    log = [json.loads(l) for l in open(os.path.join(tiny.out_dir, "tiny", "log.jsonl"))]
+    vals = [r["val_loss"] for r in log if "val_loss" in r]
+    assert len(vals) == 3 and vals[-1] < vals[0] - 0.2  # it learns something real in 30 steps
+    assert os.path.getsize(os.path.join(tiny.out_dir, "tiny", "curves.png")) > 1000
+    # the exported file loads with torch.jit.load alone, with its card
+    files = {"card.json": ""}
+    module = torch.jit.load(summary["model"], _extra_files=files)
+    card = json.loads(files["card.json"])
+    assert card["training"]["steps"] == 30 and card["metrics"]["val_loss"] == pytest.approx(min(vals), abs=1e-3)
+    logits = module.forward(torch.tensor([[1, 5, 12, 4]]))
+    assert logits.shape == (1, 4, card["model"]["vocab_size"])
+
+
+def test_resume_is_exact(tiny, tmp_path):
+    straight = replace(tiny, name="straight", out_dir=str(tmp_path), max_steps=20, eval_every=100,
+                       checkpoint_every=10)
+    train(straight, resume=False, progress=False, export=False)
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)["model"]
+    train(replace(straight, name="halted"), resume=False, progress=False, halt_at=10)
+    os.rename(tmp_path / "halted", tmp_path / "resumed")
+    train(replace(straight, name="resumed"), resume=True, progress=False, export=False)
+    b = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ddp_two_cpu_processes_stay_in_sync(tiny, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", MASTER_ADDR="127.0.0.1")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29513",
+           "-m", "engine.train.train", "--config", "tiny", "--no-progress", "--fresh",
+           "--set", f"out_dir={tmp_path}", "--set", "max_steps=6", "--set", "eval_every=3",
+           "--set", "name=ddp"]
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout[out.stdout.index("{"):])
+    assert summary["processes"] == 2 and summary["replicas_in_sync"] is True and summary["steps"] == 6
+
+
+def test_learning_rate_warms_up_then_decays():
+    cfg = load_config("continuation")
+    lrs = [lr_at(s, cfg) for s in range(cfg.max_steps)]
+    assert lrs[0] < lrs[cfg.warmup_steps - 1] == pytest.approx(cfg.lr)
+    assert lrs[-1] == pytest.approx(cfg.lr * cfg.min_lr_ratio, rel=0.01)
+    assert all(a >= b for a, b in zip(lrs[cfg.warmup_steps:], lrs[cfg.warmup_steps + 1:]))
+
+
+def test_bad_config_names_the_field(tmp_path):
+    from engine.errors import SidemanError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('base = "tiny"\nlearning_rate = 3\n')
+    with pytest.raises(SidemanError, match="learning_rate"):
+        load_config(str(bad))
