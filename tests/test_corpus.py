@@ -97,6 +97,11 @@ def test_chorale_keeps_four_parts_and_the_soprano_is_the_player(pieces):
     assert tokens.dtype == np.uint16 and tokens[:3].tolist() == [V.bos, V.task("CONTINUE"), V.style("bach")]
 
 
+def test_soprano_is_part_zero_when_instruments_come_first():
+    piece = _piece("bach", "bach/bwv250.mxl")  # Horn 1, Horn 2, Soprano, Alto, Tenor, Bass in the score
+    assert piece.part_names == ("Soprano", "Horn 1", "Horn 2", "Alto", "Tenor", "Bass")
+
+
 def test_pickup_sets_the_bar_origin(pieces):
     piece = pieces[("bach", CHORALE_PICKUP, 0)]
     assert piece.bars.tolist() == [[TPB, 4, 4]]  # a one-beat pickup; split bars at repeats joined

@@ -5,7 +5,8 @@ each one parse: a score file, or one tune of an ABC file (an ABC file holds many
 split at its `X:` lines here, each tune with the file's header, so one bad tune fails alone and the
 tunes spread over the workers).
 
-Score -> notes: each part is flattened with ties stripped; chords give one note per pitch; rests,
+Score -> notes: part 0 is the melody (a soprano that is not the first part is moved to the front,
+see `melody_first`); each part is flattened with ties stripped; chords give one note per pitch; rests,
 grace notes and unpitched notes are skipped; offsets in quarter lengths x ticks_per_beat, rounded
 half up; a note lasts at least one tick; velocity is the note's own if set, else 80. The bar grid
 follows part 0's measures: a short first measure is a pickup (the bar origin is the next measure),
@@ -159,7 +160,7 @@ def score_to_piece(score, collection: str, piece_id: str, source: str, ticks_per
     """Notes of every part of a music21 score (or a single part/stream), with its bar grid."""
     from music21 import stream
 
-    parts = list(score.parts) if isinstance(score, stream.Score) and score.parts else [score]
+    parts = melody_first(list(score.parts) if isinstance(score, stream.Score) and score.parts else [score])
     rows: list[tuple[int, int, int, int, int]] = []
     names: list[str] = []
     for index, part in enumerate(parts):
@@ -183,6 +184,17 @@ def score_to_piece(score, collection: str, piece_id: str, source: str, ticks_per
         raise DataError(f"{source}: no notes")
     bars, changes = bar_grid(parts, ticks_per_beat)
     return Piece(piece_id, collection, source, make_notes(rows), tuple(names), bars, changes)
+
+
+def melody_first(parts: list) -> list:
+    """Part 0 must be the melody: a chorale that opens with instruments (horns, violins, timpani
+    above the choir) gets its soprano moved to the front; the other parts keep their order."""
+    names = [str(p.partName or "").lower() for p in parts]
+    if names and not names[0].startswith("soprano"):
+        first = next((i for i, n in enumerate(names) if n.startswith("soprano")), None)
+        if first is not None:
+            return [parts[first]] + parts[:first] + parts[first + 1:]
+    return parts
 
 
 def bar_grid(parts, ticks_per_beat: int) -> tuple[np.ndarray, int]:
