@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import warnings
 from collections import deque
 from typing import Iterable, Sequence
 
@@ -27,7 +26,6 @@ from engine.modelfile import LoadedModel
 
 log = logging.getLogger(__name__)
 
-DECODE_METHODS = ["prefill", "decode", "reset", "rollback", "set_condition"]
 WARMUP_TOKENS = 64
 
 
@@ -42,22 +40,11 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return dev
 
 
-def optimize_module(module: torch.jit.ScriptModule) -> torch.jit.ScriptModule:
-    """Freeze for inference on the CPU (weights become constants, linear weights pre-transposed).
-
-    Measured on this project's default model (engine/bench/decode.py): about 20-30 % less per decode
-    step than the plain scripted module, with logits equal to it within 1e-5.
-    """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.optimize_for_inference(module, other_methods=[m for m in DECODE_METHODS if hasattr(module, m)])
-
-
 class ModelSession:
     """Incremental inference over one model: feed, step, append, rollback; the context slides."""
 
     def __init__(self, loaded: LoadedModel, device: str | torch.device = "auto", half: bool | None = None,
-                 threads: int | None = None, optimize: bool = True, warmup: bool = True) -> None:
+                 threads: int | None = None, warmup: bool = True) -> None:
         cfg = loaded.card["model"]
         self.card = loaded.card
         self.name = loaded.name
@@ -74,8 +61,9 @@ class ModelSession:
             module = module.half()
         for p in module.parameters():
             p.requires_grad_(False)
-        if optimize and self.device.type == "cpu":
-            module = optimize_module(module)
+        # Not frozen: torch.jit.freeze / optimize_for_inference (torch 2.13) gave decode logits off by
+        # up to 0.25 from the unfrozen module (prefill was right); the model's own (in, out) weight
+        # layout already gets what freezing's linear pre-transposition would.
         self.module = module
         self._history: deque[int] = deque(maxlen=self.window + self.max_rollback)
         self._position = 0
