@@ -32,6 +32,8 @@ from typing import Callable, Protocol
 
 import torch
 
+from engine.grammar import GrammarState
+from engine.sampler import Constraints, Sampler, SamplingConfig, allowed_mask
 from engine.tokens import Meter as TokenMeter
 from engine.tokens import StreamDecoder, StreamEncoder, quantize
 from engine.vocab import Vocab
@@ -64,6 +66,12 @@ class GeneratorConfig:
     max_polyphony: int = 8
     lookahead_beats: float = 4.0
     style: str = "none"
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
+
+    def constraints(self) -> Constraints:
+        return Constraints(self.key_pitch_classes, self.low, self.high, self.max_polyphony)
 
     @classmethod
     def from_preset(cls, preset, style: str = "none") -> "GeneratorConfig":
@@ -164,81 +172,23 @@ class SchedulerLike(Protocol):
     def cut(self, tag: str, wait: float | None = 1.0) -> None: ...
 
 
-# -- masks and sampling ----------------------------------------------------------------------------
+# -- masks --------------------------------------------------------------------------------------------
 
 
-class ResponseMask:
-    """Which tokens an answer may take next: pure functions of the stream state over a bool vector.
-
-    Only the sideman's role; velocity changes; shifts that stop at the next bar line and at the answer's
-    end; BAR exactly when a bar line is reached; note-ons in range, key, and under the polyphony limit,
-    not already sounding; note-offs only for sounding notes at least one tick old. Nothing else
-    (PAD, BOS, EOS, TURN, tasks, styles, other roles).
-    """
-
-    def __init__(self, vocab: Vocab, config: GeneratorConfig) -> None:
-        self.vocab = vocab
-        self.config = config
-        v = vocab
-        base = torch.zeros(v.size, dtype=torch.bool)
-        base[v.vel_base : v.shift_base] = True
-        for pitch in range(max(0, config.low), min(127, config.high) + 1):
-            if config.key_pitch_classes is None or pitch % 12 in config.key_pitch_classes:
-                base[v.note_on(pitch)] = True
-        self.base = base
-        self.any_note_on = bool(base[v.note_on_base : v.note_off_base].any())
-
-    def allowed(self, enc: StreamEncoder, end_tick: int, last_token: int | None) -> torch.Tensor:
-        v = self.vocab
-        ok = torch.zeros(v.size, dtype=torch.bool)
-        if enc.role != SIDEMAN:
-            ok[v.role(SIDEMAN)] = True
-            return ok
-        if enc.next_bar == enc.position and enc.last_bar != enc.position:
-            ok[v.bar] = True
-            return ok
-        ok.copy_(self.base)
-        if last_token is not None and v.is_velocity(last_token):
-            ok[v.vel_base : v.shift_base] = False
-        limit = min(v.config.max_shift, end_tick - enc.position, enc.next_bar - enc.position)
-        if limit >= 1:
-            ok[v.shift_base : v.shift_base + limit] = True
-        sounding = [p for (r, p) in enc.depth if r == SIDEMAN]
-        if len(sounding) >= self.config.max_polyphony:
-            ok[v.note_on_base : v.note_off_base] = False
-        for pitch in sounding:
-            ok[v.note_on(pitch)] = False
-            if enc.on_tick.get((SIDEMAN, pitch), enc.position) < enc.position:
-                ok[v.note_off(pitch)] = True
-        if not bool(ok[v.note_on_base : v.size].any()) and limit < 1:
-            ok[v.vel_base : v.shift_base] = False  # nothing can follow a velocity change here
-        return ok
-
-
-class Sampler:
-    """Temperature, top-k and top-p over masked logits, from a seeded generator."""
-
-    def __init__(self, config: GeneratorConfig) -> None:
-        self.config = config
-        self.rng = torch.Generator()
-        self.rng.manual_seed(config.seed if config.seed is not None else int(time.perf_counter_ns() & 0x7FFFFFFF))
-
-    def sample(self, logits: torch.Tensor, allowed: torch.Tensor) -> int:
-        c = self.config
-        x = logits.float().masked_fill(~allowed, float("-inf")) / max(c.temperature, 1e-4)
-        if c.top_k > 0 and c.top_k < x.numel():
-            kth = torch.topk(x, c.top_k).values[-1]
-            x = x.masked_fill(x < kth, float("-inf"))
-        probs = torch.softmax(x, dim=-1)
-        if c.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            cum = torch.cumsum(sorted_p, dim=-1)
-            drop = cum - sorted_p > c.top_p  # keep the smallest prefix reaching top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(0, order, sorted_p)
-        if not bool(torch.isfinite(probs).all()) or float(probs.sum()) <= 0:
-            probs = allowed.float()  # degenerate logits: uniform over what is allowed
-        return int(torch.multinomial(probs, 1, generator=self.rng))
+def answer_mask(grammar: GrammarState, constraints: Constraints, remaining_ticks: int,
+                last_token: int | None) -> torch.Tensor:
+    """What an answer may take next: the grammar's mask for the sideman's role and the musical
+    constraints, without TURN or EOS (the preset sets the answer's length), with no shift past the
+    answer's end, and no velocity change right after another one (the encoder never writes two)."""
+    v = grammar.vocab
+    mask = allowed_mask(grammar, SIDEMAN, constraints)
+    mask[v.turn] = False
+    mask[v.eos] = False
+    if remaining_ticks < v.config.max_shift:
+        mask[v.shift_base + max(0, remaining_ticks) : v.note_on_base] = False
+    if last_token is not None and v.is_velocity(last_token):
+        mask[v.vel_base : v.shift_base] = False
+    return mask
 
 
 # -- the answer in progress ------------------------------------------------------------------------
@@ -254,6 +204,7 @@ class _Answer:
     decided_time: float
     encoder: StreamEncoder  # snapshots at the answer's start, replayed on rollback
     decoder: StreamDecoder
+    grammar: GrammarState
     tokens: list[int] = field(default_factory=list)
     ticks: list[int] = field(default_factory=list)  # stream tick of each token (after a shift: its end)
     generating: bool = True
@@ -309,8 +260,9 @@ class Generator(threading.Thread):
         self._turn_pending = False
         self._pending: list[int] = []  # tokens encoded but not yet fed
         self._last_token: int | None = None
-        self._mask = ResponseMask(vocab, config)
-        self._sampler = Sampler(config)
+        self._grammar = GrammarState(vocab, self._meter, allow_eos=False)
+        self._constraints = config.constraints()
+        self._sampler = Sampler(config.sampling())
 
     # -- any thread ------------------------------------------------------------------------------
 
@@ -382,16 +334,21 @@ class Generator(threading.Thread):
             self._rebase(cmd)
         elif isinstance(cmd, Configure):
             self.config = cmd.config
-            self._mask = ResponseMask(self.vocab, cmd.config)
-            self._sampler = Sampler(cmd.config)
+            self._constraints = cmd.config.constraints()
+            self._sampler = Sampler(cmd.config.sampling())
         elif isinstance(cmd, _Stop):
             self._halted = True
 
     def _flush(self) -> None:
         if self._pending:
             tokens, self._pending = self._pending, []
-            self.session.feed(tokens)
-            self._last_token = tokens[-1]
+            self._feed(tokens)
+
+    def _feed(self, tokens: list[int]) -> None:
+        """Tokens into the session (incremental prefill) and the grammar state."""
+        self.session.feed(tokens)
+        self._grammar.feed_all(tokens)
+        self._last_token = tokens[-1]
 
     # -- ticks -----------------------------------------------------------------------------------
 
@@ -472,6 +429,7 @@ class Generator(threading.Thread):
         self._answer = _Answer(
             id=cmd.id, tag=response_tag(cmd.id), start=start, end=int(end), start_pos=self.session.position,
             decided_time=cmd.decided_time, encoder=copy.deepcopy(enc), decoder=copy.deepcopy(dec),
+            grammar=self._grammar.copy(),
         )
         self._decoder = dec
         self.stats.responses += 1
@@ -496,10 +454,11 @@ class Generator(threading.Thread):
         t0 = time.perf_counter()
         enc, dec = self._encoder, self._decoder
         logits = self.session.logits
-        allowed = self._mask.allowed(enc, answer.end, self._last_token)
-        token = self._sampler.sample(logits, allowed)
+        mask = answer_mask(self._grammar, self._constraints, answer.end - dec.position, self._last_token)
+        token = self._sampler.sample(logits, mask)
         events = dec.feed(token)
         enc.observe(token)
+        self._grammar.feed(token)
         for ev in events:
             self._schedule(answer, ev.tick, ev.on, ev.pitch, ev.velocity)
         self.session.append(token)
@@ -531,8 +490,7 @@ class Generator(threading.Thread):
                 tokens += enc.note_off(answer.end, pitch, SIDEMAN)
         dec.sounding.clear()
         if tokens:
-            self.session.feed(tokens)
-            self._last_token = tokens[-1]
+            self._feed(tokens)
             answer.tokens += tokens
             answer.ticks += [answer.end] * len(tokens)
         if not answer.first_note:
@@ -565,10 +523,13 @@ class Generator(threading.Thread):
         self._rollback(answer.start_pos + keep)
         enc = copy.deepcopy(answer.encoder)
         dec = copy.deepcopy(answer.decoder)
+        grammar = answer.grammar.copy()
         for t in kept:
             enc.observe(t)
             dec.feed(t)
+        grammar.feed_all(kept)
         self._encoder = enc
+        self._grammar = grammar
         self._last_token = kept[-1] if kept else self._last_token
         out = self._pending
         for role, pitch in sorted(dec.sounding):
