@@ -14,7 +14,7 @@ bool tensor over the vocabulary (True = allowed) for the next token the caller g
 - time: a shift never passes the next bar line, and when the position stands on a bar line whose
   BAR is not written yet, BAR is the only token allowed (the encoder writes BAR exactly there).
   The bar length comes from the meter given to the state, the bar phase from the BAR tokens seen;
-  until the first BAR, shifts are limited only by the vocabulary.
+  until the first BAR, BAR is allowed anywhere and shifts are limited only by the vocabulary.
 
 Some token is always allowed (a shift, or BAR), so a sampler can never get stuck.
 """
@@ -41,7 +41,7 @@ class GrammarState:
         self.allow_eos = allow_eos
         self.last_bar: int | None = None  # tick of the last BAR seen
         self.next_bar: int | None = None  # tick of the next bar line (None until a BAR is seen)
-        self.vel_bin = vocab.velocity_bin(self.decoder.velocity)
+        self.vel_bin: int | None = None  # the velocity bin last written (None: none yet)
         self.on_tick: dict[tuple[int, int], int] = {}  # (role, pitch) -> tick of its note-on
 
     # ---- what the decoder knows ---------------------------------------------------------------
@@ -134,14 +134,14 @@ def grammar_mask(state: GrammarState, role: int) -> torch.Tensor:
         return torch.from_numpy(mask)
     base, other = _static_masks(v, role, state.allow_eos)
     limit = state.shift_limit()
-    if state.role != role:
-        mask = other.copy()
-        mask[v.shift_base:v.shift_base + limit] = True
-        return torch.from_numpy(mask)
-    mask = base.copy()
+    mask = (other if state.role != role else base).copy()
     mask[v.shift_base:v.shift_base + limit] = True
+    mask[v.bar] = state.next_bar is None  # the first BAR sets the bar phase
+    if state.role != role:
+        return torch.from_numpy(mask)
     mask[v.vel_base:v.vel_base + v.config.velocity_bins] = True
-    mask[v.vel_base + state.vel_bin] = False
+    if state.vel_bin is not None:
+        mask[v.vel_base + state.vel_bin] = False
     mask[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
     for pitch in state.sounding_pitches(role):
         mask[v.note_on(pitch)] = False
