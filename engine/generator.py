@@ -125,6 +125,11 @@ class _Stop:
     pass
 
 
+@dataclass(frozen=True)
+class _Sync:
+    done: threading.Event
+
+
 # -- what the generator needs from its collaborators ---------------------------------------------
 
 
@@ -269,6 +274,12 @@ class Generator(threading.Thread):
     def submit(self, command) -> None:
         self._inbox.put(command)
 
+    def sync(self, timeout: float = 5.0) -> bool:
+        """Wait until every command submitted before this one has been handled (tests, benchmarks)."""
+        done = threading.Event()
+        self._inbox.put(_Sync(done))
+        return done.wait(timeout)
+
     def stop(self, timeout: float = 1.0) -> None:
         self._inbox.put(_Stop())
         if self.is_alive():
@@ -338,6 +349,9 @@ class Generator(threading.Thread):
             self._sampler = Sampler(cmd.config.sampling())
         elif isinstance(cmd, _Stop):
             self._halted = True
+        elif isinstance(cmd, _Sync):
+            self._flush()
+            cmd.done.set()
 
     def _flush(self) -> None:
         if self._pending:
