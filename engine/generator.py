@@ -214,6 +214,7 @@ class _Answer:
     ticks: list[int] = field(default_factory=list)  # stream tick of each token (after a shift: its end)
     generating: bool = True
     first_note: bool = False
+    waited: float = 0.0  # seconds spent waiting for the lookahead before the first note
 
 
 @dataclass
@@ -228,7 +229,10 @@ class GeneratorStats:
     refeeds: int = 0  # rollbacks past the cache's reach, done by re-feeding the history
     empty_responses: int = 0
     answers: deque = field(default_factory=lambda: deque(maxlen=1000))  # (id, start, end) in clock ticks
-    ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first note scheduled
+    # decision -> first note-on handed to the scheduler, less any wait for the lookahead (a model that
+    # rests a bar before its first note waits for the clock; that is music, not latency)
+    ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    first_token_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first token sampled
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
 
 
@@ -306,9 +310,13 @@ class Generator(threading.Thread):
                 self._drain()
                 if self._halted or self._answer is None or not self._answer.generating:
                     continue
-                wait = self._lookahead_wait(self._answer)
+                answer = self._answer
+                wait = self._lookahead_wait(answer)
                 if wait > 0:
+                    t0 = time.perf_counter()
                     self._wait(min(wait, 0.05))
+                    if not answer.first_note:
+                        answer.waited += time.perf_counter() - t0
                     continue
                 self._step(self._answer)
         except BaseException as exc:  # noqa: BLE001 - recorded, notes closed, supervisor told
@@ -470,6 +478,8 @@ class Generator(threading.Thread):
         logits = self.session.logits
         mask = answer_mask(self._grammar, self._constraints, answer.end - dec.position, self._last_token)
         token = self._sampler.sample(logits, mask)
+        if not answer.tokens:
+            self.stats.first_token_ms.append((time.perf_counter() - answer.decided_time) * 1000.0)
         events = dec.feed(token)
         enc.observe(token)
         self._grammar.feed(token)
@@ -492,7 +502,8 @@ class Generator(threading.Thread):
             self.stats.notes_scheduled += 1
             if not answer.first_note:
                 answer.first_note = True
-                self.stats.ready_ms.append((time.perf_counter() - answer.decided_time) * 1000.0)
+                ready = time.perf_counter() - answer.decided_time - answer.waited
+                self.stats.ready_ms.append(ready * 1000.0)
 
     def _finish(self, answer: _Answer) -> None:
         """The answer reached its end: close its sounding notes there, in the stream and on the wire."""

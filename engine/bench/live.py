@@ -1,0 +1,315 @@
+"""`sideman bench live`: the daemon over JACK, measured the way a musician and a DAW see it.
+
+    sideman bench live [--json] [--minutes M] [--speed X] [--model PATH]
+
+A simulated jam: a player process (a JACK client, another process) plays phrases into the daemon's
+input, sometimes cuts into the answer, and records every message arriving on the daemon's output
+with perf_counter (CLOCK_MONOTONIC, comparable across processes). The daemon runs in this process
+on its own private JACK server (dummy backend, 48 kHz, 128 frames) unless JACK_DEFAULT_SERVER names
+a running one. `--minutes` are minutes of music at the preset's tempo (100 BPM); `--speed` plays
+them faster (default 3x: 300 BPM), so 10 minutes take about 3.3 minutes.
+
+Numbers:
+- response_ready_ms: phrase-end decision -> first note of the answer handed to the scheduler;
+- timing_error_ms: arrival at the player's JACK client minus due time, for every scheduled message
+  the scheduler sent (JACK delivers once per period, so up to one period of this is JACK's);
+- lost_messages: the player's messages that never reached the encoder;
+- hanging_notes: notes left sounding on the output when the jam ends (before shutdown), and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+SAMPLE_RATE = 48000
+PERIOD = 128
+BASE_BPM = 100.0
+REPO = Path(__file__).resolve().parent.parent.parent
+
+log = logging.getLogger("sideman.bench.live")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--minutes", type=float, default=10.0, help="minutes of music at 100 BPM (default 10)")
+    parser.add_argument("--speed", type=float, default=3.0, help="tempo factor over 100 BPM (default 3: 300 BPM)")
+    parser.add_argument("--model", default=None, help="model file (default models/continuation.pt)")
+    parser.add_argument("--seed", type=int, default=1, help="seed of the simulated player")
+
+
+# -- the player process -------------------------------------------------------------------------------
+
+
+def player_main(config: dict) -> None:
+    """Runs in a child process: play phrases into `in_port`, record everything from `out_port`."""
+    import rtmidi
+
+    logging.basicConfig(level=logging.ERROR)  # the daemon's port vanishing at the end is expected here
+    from engine.midi.input import InputPoller
+    from engine.midi.ports import PortSpec
+
+    listener = InputPoller(PortSpec(config["out_port"], api="jack", connect=True, client_name="bench-listener"))
+    listener.open()
+    listener.start()
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-player")
+    names = out.get_ports()
+    out.open_port([i for i, n in enumerate(names) if n.endswith(":" + config["in_port"])][0])
+    rng = random.Random(config["seed"])
+    beat = 60.0 / config["bpm"]
+    bar = 4 * beat
+    sent = 0
+    cuts = 0
+    print("ready", flush=True)
+    end = time.perf_counter() + config["seconds"]
+    while time.perf_counter() < end:
+        # a phrase: 4..10 eighth notes (some rests), 1..2 bars
+        steps = rng.randint(4, 10)
+        for _ in range(steps):
+            if rng.random() < 0.8:
+                pitch = rng.randint(55, 79)
+                out.send_message([0x90, pitch, rng.randint(50, 110)])
+                time.sleep(beat / 2 * 0.8)
+                out.send_message([0x80, pitch, 0])
+                sent += 2
+                time.sleep(beat / 2 * 0.2)
+            else:
+                time.sleep(beat / 2)
+        # the answer: silence (1 beat) + up to a bar to the start + its 2 bars; sometimes cut in early
+        if rng.random() < 0.25:
+            time.sleep(beat + rng.uniform(0.5, 1.5) * bar)
+            cuts += 1
+        else:
+            time.sleep(beat + 3.2 * bar)
+    # let the last answer play out: until the output has been quiet for 1.5 s (at most 10 s)
+    deadline = time.perf_counter() + 10
+    arrivals: list[tuple[float, list[int]]] = []
+    quiet_since = time.perf_counter()
+    while time.perf_counter() < deadline and time.perf_counter() - quiet_since < 1.5:
+        try:
+            event = listener.queue.get(timeout=0.1)
+        except Exception:  # noqa: BLE001 - queue.Empty
+            continue
+        arrivals.append((event.time, list(event.data)))
+        quiet_since = time.perf_counter()
+    print("played", flush=True)
+    # the daemon shuts down now (its closing messages are recorded too); wait for stdin to close
+    sys.stdin.readline()
+    time.sleep(0.3)
+    while True:
+        try:
+            event = listener.queue.get_nowait()
+        except Exception:  # noqa: BLE001 - queue.Empty
+            break
+        arrivals.append((event.time, list(event.data)))
+    arrivals.sort(key=lambda a: a[0])
+    listener.stop()
+    out.close_port()
+    print(json.dumps({"sent": sent, "cuts": cuts, "arrivals": arrivals,
+                      "input_stats": vars(listener.stats)}), flush=True)
+
+
+# -- measuring ----------------------------------------------------------------------------------------
+
+
+def hanging(messages) -> int:
+    """Notes left sounding by a message sequence (CC 120/123 end all notes of their channel)."""
+    sounding: dict[tuple[int, int], int] = {}
+    for data in messages:
+        kind, ch = data[0] & 0xF0, data[0] & 0x0F
+        if kind == 0x90 and data[2] > 0:
+            sounding[(ch, data[1])] = sounding.get((ch, data[1]), 0) + 1
+        elif kind in (0x80, 0x90) and sounding.get((ch, data[1])):
+            sounding[(ch, data[1])] -= 1
+        elif kind == 0xB0 and data[1] in (120, 123):
+            sounding = {k: v for k, v in sounding.items() if k[0] != ch}
+    return sum(sounding.values())
+
+
+def _stats(values, prefix: str) -> dict:
+    a = np.asarray(list(values), dtype=float)
+    if a.size == 0:
+        return {f"{prefix}_p50": None, f"{prefix}_p99": None, f"{prefix}_max": None, f"{prefix}_n": 0}
+    return {f"{prefix}_p50": round(float(np.percentile(a, 50)), 3), f"{prefix}_p99": round(float(np.percentile(a, 99)), 3),
+            f"{prefix}_max": round(float(a.max()), 3), f"{prefix}_n": int(a.size)}
+
+
+def pair_timing(records, sends, arrivals) -> list[float]:
+    """Arrival minus due (seconds) of each scheduled message the scheduler sent.
+
+    records: the scheduler's (due, sent) per dispatched message, in order; sends: (time, data) of every
+    message the output sent (dispatched ones, plus note-offs of cuts and CCs), in order; arrivals: what
+    the listener received, in the same order as `sends`. A dispatched message is the first send at or
+    after its record's `sent` stamp (the scheduler stamps, then sends).
+    """
+    out = []
+    j = 0
+    for due, stamped in records:
+        while j < len(sends) and sends[j][0] < stamped:
+            j += 1
+        if j >= len(sends) or j >= len(arrivals):
+            break
+        if list(sends[j][1]) != list(arrivals[j][1]):
+            raise RuntimeError(f"send/arrival order mismatch at {j}: {sends[j][1]} vs {arrivals[j][1]}")
+        out.append(arrivals[j][0] - due)
+        j += 1
+    return out
+
+
+def start_jack() -> subprocess.Popen | None:
+    """A private JACK server unless JACK_DEFAULT_SERVER names one (then None)."""
+    if os.environ.get("JACK_DEFAULT_SERVER"):
+        return None
+    from engine.bench_live_timing import start_jackd
+
+    return start_jackd(SAMPLE_RATE, PERIOD)
+
+
+def bench_preset(bpm: float):
+    from engine.presets import PRESET_DIR, load_preset
+
+    base = load_preset(PRESET_DIR / "default.toml")
+    tag = uuid.uuid4().hex[:6]
+    return replace(
+        base,
+        name="bench-live",
+        ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
+        clock=replace(base.clock, source="internal", bpm=bpm),
+        phrase=replace(base.phrase, silence_beats=1.0),
+        response=replace(base.response, length_bars=2, start="bar"),
+        sampling=replace(base.sampling, seed=1),
+    )
+
+
+def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1) -> dict:
+    from engine.daemon import Daemon, DaemonOptions, resolve_model_path
+
+    bpm = BASE_BPM * speed
+    seconds = minutes * 60.0 / speed
+    model_path = str(resolve_model_path(model or "models/continuation.pt"))
+    preset = bench_preset(bpm)
+    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0))
+    daemon.start()
+    sends: list[tuple[float, tuple]] = []
+    real_send = daemon.output.send
+
+    def recording_send(data):
+        ok = real_send(data)
+        sends.append((time.perf_counter(), tuple(data)))
+        return ok
+
+    daemon.output.send = recording_send  # the scheduler's output: every message it sends, in order
+    main = threading.Thread(target=daemon.run, name="daemon-main", daemon=True)
+    main.start()
+    config = {"in_port": preset.ports.input, "out_port": preset.ports.output, "bpm": bpm, "seconds": seconds,
+              "seed": seed}
+    code = f"import json, sys; from engine.bench.live import player_main; player_main(json.loads({json.dumps(json.dumps(config))}))"
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    t0 = time.perf_counter()
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the player process did not start")
+        if child.stdout.readline().strip() != "played":
+            raise RuntimeError("the player process failed")
+        wall = time.perf_counter() - t0
+        records = list(daemon.scheduler.records)
+        gen = daemon.generator.stats
+        status = daemon.status()
+        sends_at_end = len(sends)
+        daemon.request_stop()
+        main.join(3)
+        out, _ = child.communicate("done\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        daemon.request_stop()
+    player = json.loads(out.strip().splitlines()[-1])
+    arrivals = player["arrivals"]
+    timing_ms = [1000.0 * e for e in pair_timing(records, sends, arrivals)]
+    result = {
+        "jack_period_ms": round(1000.0 * PERIOD / SAMPLE_RATE, 3),
+        "jack": f"dummy {SAMPLE_RATE} Hz, {PERIOD} frames",
+        **{k.replace("ready_ms", "response_ready_ms"): v for k, v in _stats(gen.ready_ms, "ready_ms").items()},
+        **_stats(gen.first_token_ms, "first_token_ms"),
+        **_stats(timing_ms, "timing_error_ms"),
+        **_stats(gen.step_ms, "token_step_ms"),
+        "lost_messages": player["sent"] - gen.player_events,
+        "player_messages": player["sent"],
+        "hanging_notes": hanging([d for _, d in arrivals[:sends_at_end]]),
+        "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
+        "answers": gen.responses,
+        "cut_ins": gen.cut_ins,
+        "player_cut_attempts": player["cuts"],
+        "notes_out": status["notes_out"],
+        "dropped": status["dropped"],
+        "late": status["late"],
+        "received": len(arrivals),
+        "sent": len(sends),
+        "bpm": bpm,
+        "simulated_minutes": minutes,
+        "wall_s": round(wall, 1),
+        "model": model_path,
+        "cpu_threads": __import__("torch").get_num_threads(),
+    }
+    return result
+
+
+def _parse(args) -> argparse.Namespace:
+    if args is None or isinstance(args, (list, tuple)):
+        parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
+        add_arguments(parser)
+        return parser.parse_args(list(args) if args is not None else None)
+    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1)
+    for key, value in vars(defaults).items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    return args
+
+
+def main(args=None) -> int:
+    """Entry point: `args` is an argv list or an argparse Namespace (from `sideman bench live`)."""
+    ns = _parse(args)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING)
+    jack = start_jack()
+    try:
+        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed)
+    finally:
+        if jack is not None:
+            jack.terminate()
+            jack.wait(5)
+    if ns.json:
+        print(json.dumps(result))
+        return 0
+    print(f"sideman bench live: {result['simulated_minutes']:g} min of music at {result['bpm']:g} BPM "
+          f"in {result['wall_s']} s; JACK {result['jack']} (period {result['jack_period_ms']} ms)")
+    print(f"  phrase end -> first answer note ready: p50 {result['response_ready_ms_p50']} ms, "
+          f"p99 {result['response_ready_ms_p99']} ms (n {result['response_ready_ms_n']})")
+    print(f"  phrase end -> first answer token sampled: p50 {result['first_token_ms_p50']} ms, "
+          f"p99 {result['first_token_ms_p99']} ms")
+    print(f"  arrival - due at a JACK client: p50 {result['timing_error_ms_p50']} ms, "
+          f"p99 {result['timing_error_ms_p99']} ms, max {result['timing_error_ms_max']} ms "
+          f"(n {result['timing_error_ms_n']})")
+    print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
+    print(f"  answers {result['answers']}, cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
+          f"dropped {result['dropped']}, late {result['late']}")
+    print(f"  lost input messages {result['lost_messages']} of {result['player_messages']}, "
+          f"hanging notes {result['hanging_notes']} (after shutdown {result['hanging_notes_after_shutdown']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
