@@ -1,0 +1,64 @@
+"""`sideman bench live`: a short simulated jam over the test JACK server, and its bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import pytest
+
+from engine.bench.live import hanging, main, pair_timing
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_MODEL = REPO / "models" / "continuation.pt"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> Path:
+    if SHIPPED_MODEL.exists():
+        return SHIPPED_MODEL
+    import torch
+
+    from engine.train.export import export_model
+    from engine.train.model import ModelConfig, TransformerLM
+    from engine.vocab import DEFAULT_VOCAB
+
+    torch.manual_seed(0)
+    model = TransformerLM(ModelConfig(vocab_size=DEFAULT_VOCAB.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,
+                                      window=256, max_rollback=128))
+    path = tmp_path_factory.mktemp("model") / "random-plumbing.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        export_model(model, path, {"name": "random-plumbing"})
+    return path
+
+
+def test_pair_timing_skips_unscheduled_sends_and_checks_the_order():
+    records = [(1.000, 1.0001), (1.010, 1.0102)]
+    sends = [(0.9, (0x80, 60, 0)), (1.0002, (0x90, 61, 90)), (1.005, (0xB0, 123, 0)), (1.0103, (0x80, 61, 0))]
+    arrivals = [(0.902, [0x80, 60, 0]), (1.002, [0x90, 61, 90]), (1.007, [0xB0, 123, 0]), (1.012, [0x80, 61, 0])]
+    assert pair_timing(records, sends, arrivals) == pytest.approx([0.002, 0.002])
+    arrivals[1] = (1.002, [0x90, 62, 90])
+    with pytest.raises(RuntimeError):
+        pair_timing(records, sends, arrivals)
+
+
+def test_hanging_counts_open_notes_and_cc_123_closes_a_channel():
+    assert hanging([(0x90, 60, 90), (0x91, 60, 90), (0x80, 60, 0)]) == 1
+    assert hanging([(0x90, 60, 90), (0x90, 60, 0)]) == 0
+    assert hanging([(0x90, 60, 90), (0x90, 64, 90), (0xB0, 123, 0)]) == 0
+
+
+@pytest.mark.jack
+def test_a_short_jam_loses_nothing_and_leaves_no_note_hanging(jack_server, model_path, capsys):
+    assert main(["--json", "--minutes", "0.4", "--model", str(model_path)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("response_ready_ms_p50", "response_ready_ms_p99", "timing_error_ms_p99", "jack_period_ms",
+                "lost_messages", "hanging_notes"):
+        assert key in result
+    assert result["jack_period_ms"] == pytest.approx(jack_server.period_ms, abs=0.01)
+    assert result["player_messages"] > 0 and result["lost_messages"] == 0
+    assert result["hanging_notes"] == 0 and result["hanging_notes_after_shutdown"] == 0
+    assert result["answers"] >= 1 and result["timing_error_ms_n"] > 0
+    assert result["response_ready_ms_n"] >= 1
