@@ -207,9 +207,12 @@ class _Answer:
     end: int
     start_pos: int  # session position of its first token
     decided_time: float
-    encoder: StreamEncoder  # snapshots at the answer's start, replayed on rollback
-    decoder: StreamDecoder
+    # the stream before the answer (restored on a cut, then `prefix` and the kept tokens are replayed)
+    pre_pos: int
+    encoder: StreamEncoder
     grammar: GrammarState
+    pre_last: int | None
+    prefix: list[int]  # shifts and bar lines to the start, TURN
     tokens: list[int] = field(default_factory=list)
     ticks: list[int] = field(default_factory=list)  # stream tick of each token (after a shift: its end)
     generating: bool = True
@@ -440,22 +443,29 @@ class Generator(threading.Thread):
         if behind > 0:  # the stream ran ahead of the clock (notes last at least a tick): skip whole bars
             self._offset += int(math.ceil(behind / self._bar_ticks)) * self._bar_ticks
         start, end = int(self._stream_tick(cmd.start_tick)), int(self._stream_tick(cmd.end_tick))
-        out += enc.advance_to(start) + enc.turn()
-        self._turn_pending = False
         self._flush()
+        pre_pos, pre_enc, pre_grammar, pre_last = (self.session.position, copy.deepcopy(enc),
+                                                   self._grammar.copy(), self._last_token)
+        prefix = enc.advance_to(start) + enc.turn()
+        self._turn_pending = False
+        self._feed(prefix)
+        self._decoder = self._new_decoder(enc)
+        self._answer = _Answer(
+            id=cmd.id, tag=response_tag(cmd.id), start=start, end=end, start_pos=self.session.position,
+            decided_time=cmd.decided_time, pre_pos=pre_pos, encoder=pre_enc, grammar=pre_grammar,
+            pre_last=pre_last, prefix=prefix,
+        )
+        self.stats.responses += 1
+        self.stats.answers.append((cmd.id, cmd.start_tick, cmd.end_tick))
+
+    def _new_decoder(self, enc: StreamEncoder) -> StreamDecoder:
+        """A decoder for the answer's tokens, in the stream's state (position, role, velocity)."""
         dec = StreamDecoder(self.vocab)
         dec.position = enc.position
         dec.role = enc.role if enc.role is not None else PLAYER
         if enc.vel_bin is not None:
             dec.velocity = self.vocab.bin_velocity(enc.vel_bin)
-        self._answer = _Answer(
-            id=cmd.id, tag=response_tag(cmd.id), start=start, end=int(end), start_pos=self.session.position,
-            decided_time=cmd.decided_time, encoder=copy.deepcopy(enc), decoder=copy.deepcopy(dec),
-            grammar=self._grammar.copy(),
-        )
-        self._decoder = dec
-        self.stats.responses += 1
-        self.stats.answers.append((cmd.id, cmd.start_tick, cmd.end_tick))
+        return dec
 
     def _lookahead_wait(self, answer: _Answer) -> float:
         """Seconds to wait before the next token (0: go on)."""
@@ -529,38 +539,44 @@ class Generator(threading.Thread):
             self._cut(Cut(answer.id, clock_tick))
 
     def _cut(self, cmd: Cut) -> None:
-        """Roll back the answer's tokens after `tick`; its played part stays; its notes end at `tick`."""
+        """Roll back the answer's tokens after `tick`; its played part stays; its notes end at `tick`.
+
+        A cut before the answer's start takes the whole answer back, TURN included: the player simply
+        went on with the phrase."""
         answer = self._answer
         if answer is None or (cmd.id is not None and cmd.id != answer.id):
             return
         self._answer = None
         self.scheduler.cut(answer.tag, wait=None)  # again: events scheduled since the conductor's cut
         self._flush()
-        tick = max(self._stream_tick(cmd.tick), answer.start)
-        keep = bisect.bisect_right(answer.ticks, tick)
-        dropped = len(answer.tokens) - keep
-        if dropped == 0 and not answer.generating:
+        tick = self._stream_tick(cmd.tick)
+        started = tick >= answer.start
+        keep = bisect.bisect_right(answer.ticks, tick) if started else 0
+        if started and keep == len(answer.tokens) and not answer.generating:
             self._turn_pending = True
             return  # the answer had played out
         self.stats.cut_ins += 1
-        self.stats.rolled_back_tokens += dropped
+        self.stats.rolled_back_tokens += len(answer.tokens) - keep + (0 if started else len(answer.prefix))
         kept = answer.tokens[:keep]
-        self._rollback(answer.start_pos + keep)
-        enc = copy.deepcopy(answer.encoder)
-        dec = copy.deepcopy(answer.decoder)
-        grammar = answer.grammar.copy()
-        for t in kept:
-            enc.observe(t)
-            dec.feed(t)
-        grammar.feed_all(kept)
-        self._encoder = enc
-        self._grammar = grammar
-        self._last_token = kept[-1] if kept else self._last_token
-        out = self._pending
-        for role, pitch in sorted(dec.sounding):
-            if role == SIDEMAN and (role, pitch) in enc.depth:
-                out += enc.note_off(tick, pitch, SIDEMAN)
-        self._turn_pending = True
+        self._rollback(answer.start_pos + keep if started else answer.pre_pos)
+        enc, grammar = copy.deepcopy(answer.encoder), answer.grammar.copy()
+        self._last_token = answer.pre_last
+        if started:
+            for t in answer.prefix:
+                enc.observe(t)
+            dec = self._new_decoder(enc)
+            for t in kept:
+                enc.observe(t)
+                dec.feed(t)
+            grammar.feed_all(answer.prefix + kept)
+            self._last_token = (answer.prefix + kept)[-1]
+        self._encoder, self._grammar = enc, grammar
+        if started:
+            out = self._pending
+            for role, pitch in sorted(dec.sounding):
+                if role == SIDEMAN and (role, pitch) in enc.depth:
+                    out += enc.note_off(tick, pitch, SIDEMAN)
+        self._turn_pending = started
 
     def _rollback(self, pos: int) -> None:
         session = self.session

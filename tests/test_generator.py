@@ -212,6 +212,7 @@ def test_generation_stays_within_the_lookahead(rig):
     play(gen)
     clock.now = 60
     gen.submit(Respond(1, 96, 96 + 8 * 96, time.perf_counter()))
+    assert gen.sync()
     time.sleep(0.5)
     assert gen.busy
     # the first bar is free, then 2 beats ahead of the clock, plus at most one shift (up to the bar line)
@@ -247,3 +248,19 @@ def test_answer_mask_excludes_turn_eos_and_shifts_past_the_end():
     assert mask[V.note_on(60)] and not mask[V.note_on(49)] and not mask[V.note_on(71)]
     after_vel = answer_mask(grammar, Constraints(None, 50, 70, 2), 5, last_token=V.velocity(3))
     assert not after_vel[V.vel_base:V.shift_base].any()
+
+
+def test_a_cut_before_the_answer_starts_takes_it_all_back(rig):
+    gen, session, clock, sched = rig
+    play(gen)
+    gen.submit(Respond(1, 96, 96 + 2 * 96, time.perf_counter()))
+    settle(gen)
+    gen.submit(Cut(1, 80))  # the player went on before the answer's first bar line
+    gen.submit(PlayerEvent(80, (0x90, 65, 90)))
+    settle(gen)
+    enc = StreamEncoder(V)
+    expected = enc.begin(gen.config.style)
+    for tick, data in PHRASE + [(80, (0x90, 65, 90))]:
+        expected += enc.message(tick, data, 0)
+    assert session.history == expected  # no TURN, no answer: the phrase simply goes on
+    assert sched.cuts == ["r1"]
