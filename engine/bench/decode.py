@@ -1,0 +1,317 @@
+"""Decode benchmark: what one generated token costs, against the honest baselines, in one run.
+
+    sideman bench decode [--json] [--device cpu|cuda] [--tokens N] [--threads 2] [--repeats 3]
+    python -m engine.bench.decode ...
+
+For the default model size (random weights: this measures speed only, not quality):
+- per-token latency with the KV cache (p50 / p99, after an untimed warm-up) at contexts 256 and 1024;
+- full recompute of the whole context at the same contexts;
+- the same-size Hugging Face GPT2LMHeadModel with its KV cache (if `transformers` is installed);
+- the machine's weight-streaming floor, measured now: a mat-vec over as many fp32 bytes as the
+  model has weights (a batch-1 decode step must read every weight once);
+- prefill throughput, and the per-token latency after a simulated hour-long session (100k+
+  positions slid through the ring) against a fresh one;
+- the ratios. Every timing is repeated `--repeats` times, interleaved; the table shows the median
+  of the repeats and the spread (min..max of the repeats' p50).
+
+Each timed step runs the same work: decode at a fixed context, then an untimed rollback (or cache
+crop for GPT-2) so the context stays the same for every sample.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import statistics
+import time
+import warnings
+from typing import Callable
+
+from engine.errors import SidemanError
+from engine.vocab import DEFAULT_VOCAB
+
+# torch and the model are imported inside the functions: the CLI builds its parser from this module,
+# and commands that never touch a model (`sideman ports`) must not import torch.
+
+log = logging.getLogger(__name__)
+
+CONTEXTS = (256, 1024)
+SLIDE_POSITIONS = 100_000  # about an hour at ~28 tokens/s
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device, threads: int) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {cpu_name()}, {threads} threads of {os.cpu_count()} cores"
+
+
+class Timer:
+    """Per-call latency samples in ms; CUDA work is synchronized inside the timed region."""
+
+    def __init__(self, device) -> None:
+        import torch
+
+        self.sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+
+    def samples(self, step: Callable[[], object], n: int, warmup: int, after: Callable[[], object] | None = None) -> list[float]:
+        for _ in range(warmup):
+            step()
+            if after is not None:
+                after()
+        self.sync()
+        out = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            step()
+            self.sync()
+            out.append((time.perf_counter() - t0) * 1e3)
+            if after is not None:
+                after()
+        return out
+
+
+def pct(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+
+
+def build_model(device):
+    """The default-size model, random init, scripted as the runtime runs it (float32 CPU, half on CUDA)."""
+    import torch
+
+    from engine.train.model import ModelConfig, TransformerLM, count_parameters
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=DEFAULT_VOCAB.size)
+    model = TransformerLM(cfg).eval()
+    n_params = count_parameters(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.script(model)
+    scripted = scripted.to(device)
+    if device.type == "cuda":
+        scripted = scripted.half()
+    for p in scripted.parameters():
+        p.requires_grad_(False)
+    return scripted, cfg, n_params
+
+
+def fill(module, ctx: int, start: int = 0) -> None:
+    """Prefill `ctx` random tokens at positions start.. (chunks of max_rollback)."""
+    import torch
+
+    g = torch.Generator().manual_seed(ctx)
+    toks = torch.randint(0, DEFAULT_VOCAB.size, (1, ctx), generator=g).to(module.wte.weight.device)
+    chunk = int(module.max_rollback)
+    for i in range(0, ctx, chunk):
+        module.prefill(toks[:, i:i + chunk], start + i)
+
+
+def hf_gpt2(cfg, device):
+    import torch
+
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        return None
+    torch.manual_seed(0)
+    conf = GPT2Config(vocab_size=cfg.vocab_size, n_positions=cfg.slots, n_embd=cfg.d_model, n_layer=cfg.n_layers,
+                      n_head=cfg.n_heads, n_inner=cfg.d_ff, bos_token_id=0, eos_token_id=0)
+    model = GPT2LMHeadModel(conf).eval().to(device)
+    return model.half() if device.type == "cuda" else model
+
+
+def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repeats: int = 3,
+                  slide_positions: int = SLIDE_POSITIONS) -> dict:
+    import torch
+
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SidemanError("--device cuda: torch sees no CUDA GPU here; run with --device cpu")
+    if dev.type == "cpu":
+        torch.set_num_threads(threads)
+    timer = Timer(dev)
+    module, cfg, n_params = build_model(dev)
+    gpt2 = hf_gpt2(cfg, dev)
+    floor_w = torch.randn(max(1, n_params // 1024), 1024, device=dev)  # as many fp32 bytes as the weights
+    floor_x = torch.randn(1024, device=dev)
+    recompute_reps = max(5, tokens // 20)
+    samples: dict[str, list[list[float]]] = {}
+
+    def record(key: str, xs: list[float]) -> None:
+        samples.setdefault(key, []).append(xs)
+
+    with torch.inference_mode():
+        # the slid session: every slot of the ring overwritten ~80 times, positions past 100k
+        module.reset()
+        t0 = time.perf_counter()
+        fill(module, slide_positions)
+        slide_prefill_s = time.perf_counter() - t0
+        slid_pos = slide_positions
+        slid_state = [(b.k.clone(), b.v.clone()) for b in module.blocks], module.slot_pos.clone()
+
+        for rep in range(repeats):
+            log.info("repeat %d/%d", rep + 1, repeats)
+            record("floor", timer.samples(lambda: torch.mv(floor_w, floor_x), tokens, 20))
+            for ctx in CONTEXTS:
+                module.reset()
+                fill(module, ctx)
+                record(f"cached_{ctx}", timer.samples(lambda: module.decode(7, ctx), tokens, 50,
+                                                       lambda: module.rollback(ctx)))
+                seq = torch.randint(0, cfg.vocab_size, (1, ctx + 1), device=dev)
+                record(f"recompute_{ctx}", timer.samples(lambda: module(seq)[0, -1], recompute_reps, 2))
+                if gpt2 is not None:
+                    out = gpt2(input_ids=seq[:, :ctx], use_cache=True)
+                    past = out.past_key_values
+                    tok = seq[:, ctx:]
+                    record(f"hf_{ctx}", timer.samples(lambda: gpt2(input_ids=tok, past_key_values=past, use_cache=True),
+                                                      tokens, 20, lambda: past.crop(-1)))  # drop the step's token again
+            # slid: restore the long session's cache and decode at position 100k+
+            module.reset()
+            for b, (k, v) in zip(module.blocks, slid_state[0]):
+                b.k.copy_(k)
+                b.v.copy_(v)
+            module.slot_pos.copy_(slid_state[1])
+            record("slid", timer.samples(lambda: module.decode(7, slid_pos), tokens, 50,
+                                         lambda: module.rollback(slid_pos)))
+            module.reset()
+            t0 = time.perf_counter()
+            fill(module, cfg.window)
+            timer.sync()
+            record("prefill_s", [time.perf_counter() - t0])
+
+    def p50(key: str) -> float:
+        return statistics.median(pct(xs, 0.5) for xs in samples[key])
+
+    def p99(key: str) -> float:
+        return statistics.median(pct(xs, 0.99) for xs in samples[key])
+
+    def spread(key: str) -> list[float]:
+        return [round(min(pct(xs, 0.5) for xs in samples[key]), 4), round(max(pct(xs, 0.5) for xs in samples[key]), 4)]
+
+    res: dict = {
+        "device": device_name(dev, threads),
+        "note": "random-init weights: a SPEED benchmark only",
+        "model": {**cfg.to_dict(), "parameters": n_params, "weight_mb_fp32": round(n_params * 4 / 1e6, 2)},
+        "tokens_per_measurement": tokens,
+        "repeats": repeats,
+        "torch": torch.__version__,
+    }
+    for ctx in CONTEXTS:
+        res[f"cached_ms_p50_ctx{ctx}"] = round(p50(f"cached_{ctx}"), 4)
+        res[f"cached_ms_p99_ctx{ctx}"] = round(p99(f"cached_{ctx}"), 4)
+        res[f"cached_ms_p50_spread_ctx{ctx}"] = spread(f"cached_{ctx}")
+        res[f"recompute_ms_p50_ctx{ctx}"] = round(p50(f"recompute_{ctx}"), 3)
+        if gpt2 is not None:
+            res[f"hf_gpt2_ms_p50_ctx{ctx}"] = round(p50(f"hf_{ctx}"), 4)
+            res[f"hf_gpt2_ms_p50_spread_ctx{ctx}"] = spread(f"hf_{ctx}")
+    top = CONTEXTS[-1]
+    res["cached_ms_p50"] = res[f"cached_ms_p50_ctx{top}"]  # the headline: a full window, a long session's steady state
+    res["cached_ms_p99"] = res[f"cached_ms_p99_ctx{top}"]
+    res["hf_gpt2_ms_p50"] = res.get(f"hf_gpt2_ms_p50_ctx{top}")
+    res["floor_ms"] = round(p50("floor"), 4)
+    res["floor_ms_spread"] = spread("floor")
+    res["slid_ms_p50"] = round(p50("slid"), 4)
+    res["slid_ms_p99"] = round(p99("slid"), 4)
+    res["slid_position"] = slid_pos
+    res["slide_prefill_tokens_per_s"] = round(slide_positions / slide_prefill_s)
+    res["prefill_tokens_per_s"] = round(cfg.window / statistics.median(x[0] for x in samples["prefill_s"]))
+    cached = res["cached_ms_p50"]
+    res["ratios"] = {
+        "recompute_over_cached_ctx1024": round(res["recompute_ms_p50_ctx1024"] / cached, 1),
+        "cached_over_hf_gpt2": round(cached / res["hf_gpt2_ms_p50"], 3) if gpt2 is not None else None,
+        "cached_over_floor": round(cached / res["floor_ms"], 2),
+        "cached_ctx256_over_floor": round(res["cached_ms_p50_ctx256"] / res["floor_ms"], 2),
+        "p99_over_p50": round(res["cached_ms_p99"] / cached, 2),
+        "slid_over_fresh": round(res["slid_ms_p50"] / cached, 3),
+    }
+    res["targets"] = {
+        "recompute_over_cached_ctx1024 >= 50": res["ratios"]["recompute_over_cached_ctx1024"] >= 50,
+        "cached_over_hf_gpt2 <= 0.25": None if gpt2 is None else res["ratios"]["cached_over_hf_gpt2"] <= 0.25,
+        "cached_over_floor <= 1.5": res["ratios"]["cached_over_floor"] <= 1.5,
+        "p99_over_p50 <= 1.5": res["ratios"]["p99_over_p50"] <= 1.5,
+        "slid_over_fresh <= 1.1": res["ratios"]["slid_over_fresh"] <= 1.1,
+    }
+    return res
+
+
+def format_table(r: dict) -> str:
+    lines = [
+        f"sideman decode benchmark -- {r['device']}, torch {r['torch']}",
+        f"model: d_model {r['model']['d_model']}, {r['model']['n_layers']} layers, {r['model']['n_heads']} heads, "
+        f"window {r['model']['window']}, {r['model']['parameters']:,} parameters ({r['model']['weight_mb_fp32']} MB fp32); "
+        f"{r['note']}",
+        f"{r['tokens_per_measurement']} timed steps per measurement, {r['repeats']} repeats "
+        "(median of repeats; spread = min..max of the repeats' p50)",
+        "",
+        f"{'measurement':44s} {'p50 ms':>9s} {'p99 ms':>9s}  spread",
+    ]
+
+    def row(name, p50, p99=None, spread=None):
+        p99s = f"{p99:9.3f}" if p99 is not None else " " * 9
+        sp = f"  {spread[0]:.3f}..{spread[1]:.3f}" if spread else ""
+        lines.append(f"{name:44s} {p50:9.3f} {p99s}{sp}")
+
+    for ctx in CONTEXTS:
+        row(f"sideman, KV cache, ctx {ctx}", r[f"cached_ms_p50_ctx{ctx}"], r[f"cached_ms_p99_ctx{ctx}"],
+            r[f"cached_ms_p50_spread_ctx{ctx}"])
+    row(f"sideman, after {r['slid_position']:,} positions (slid)", r["slid_ms_p50"], r["slid_ms_p99"])
+    for ctx in CONTEXTS:
+        row(f"sideman, full recompute, ctx {ctx}", r[f"recompute_ms_p50_ctx{ctx}"])
+    for ctx in CONTEXTS:
+        if f"hf_gpt2_ms_p50_ctx{ctx}" in r:
+            row(f"HF GPT2LMHeadModel, KV cache, ctx {ctx}", r[f"hf_gpt2_ms_p50_ctx{ctx}"], None,
+                r[f"hf_gpt2_ms_p50_spread_ctx{ctx}"])
+    if r["hf_gpt2_ms_p50"] is None:
+        lines.append("HF GPT-2: not measured (pip install 'sideman[bench]' for transformers)")
+    row("weight-streaming floor (fp32 mat-vec)", r["floor_ms"], None, r["floor_ms_spread"])
+    lines.append(f"prefill: {r['prefill_tokens_per_s']:,} tokens/s (a {r['model']['window']}-token window in "
+                 f"chunks of {r['model']['max_rollback']}); {r['slide_prefill_tokens_per_s']:,} tokens/s over the "
+                 f"{r['slid_position']:,}-position slide")
+    lines.append("")
+    lines.append("ratios (headline: ctx 1024)")
+    for k, v in r["ratios"].items():
+        lines.append(f"  {k:34s} {v}")
+    lines.append("targets")
+    for k, v in r["targets"].items():
+        lines.append(f"  {k:34s} {'n/a' if v is None else ('met' if v else 'NOT met')}")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
+    parser.add_argument("--tokens", type=int, default=300, help="timed decode steps per measurement (default 300)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every measurement (default 3)")
+    parser.add_argument("--slide", type=int, default=SLIDE_POSITIONS, help="positions of the simulated long session")
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.tokens < 10 or args.repeats < 1 or args.threads < 1 or args.slide < 2048:
+        raise SidemanError("--tokens >= 10, --repeats >= 1, --threads >= 1 and --slide >= 2048 are required")
+    res = run_benchmark(args.device, args.tokens, args.threads, args.repeats, args.slide)
+    print(json.dumps(res) if args.json else format_table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(prog="python -m engine.bench.decode", description=__doc__.splitlines()[0])
+    add_arguments(p)
+    raise SystemExit(main(p.parse_args()))
