@@ -194,7 +194,7 @@ def test_cache_memory_is_bounded():
         for p in range(5 * TINY.slots):
             model.decode(p % V, p)
     assert [b.k.numel() + b.v.numel() for b in model.blocks] == sizes
-    assert sizes[0] == 2 * TINY.d_model * TINY.slots
+    assert sizes[0] == 2 * 2 * TINY.d_model * TINY.slots  # k and v, each token stored twice
 
 
 def test_config_validation():

@@ -164,7 +164,7 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
         fill(module, slide_positions)
         slide_prefill_s = time.perf_counter() - t0
         slid_pos = slide_positions
-        slid_state = [(b.k.clone(), b.v.clone()) for b in module.blocks], module.slot_pos.clone()
+        slid_state = [(b.k.clone(), b.v.clone()) for b in module.blocks]
 
         for rep in range(repeats):
             log.info("repeat %d/%d", rep + 1, repeats)
@@ -184,10 +184,9 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
                                                       tokens, 20, lambda: past.crop(-1)))  # drop the step's token again
             # slid: restore the long session's cache and decode at position 100k+
             module.reset()
-            for b, (k, v) in zip(module.blocks, slid_state[0]):
+            for b, (k, v) in zip(module.blocks, slid_state):
                 b.k.copy_(k)
                 b.v.copy_(v)
-            module.slot_pos.copy_(slid_state[1])
             record("slid", timer.samples(lambda: module.decode(7, slid_pos), tokens, 50,
                                          lambda: module.rollback(slid_pos)))
             module.reset()

@@ -8,11 +8,14 @@ One module serves training and inference, and scripts to TorchScript as a whole:
 
 Positions are ALiBi biases (`-slope_h * distance`), so nothing depends on the absolute position: a
 session can run for hours with no precision loss. The KV cache is a preallocated ring of
-`window + max_rollback` slots per layer, written in place; slot `p % slots` holds the token at
-absolute position `p`, and `slot_pos` records which position each slot holds (`EMPTY` if none).
-The token at position p attends to the slots whose position lies in (p - window, p]; this is exactly
-sliding-window attention, so the cost per token is flat forever, memory is bounded, the context
-slides with no re-prefill, and rolling back by up to `max_rollback` positions is exact.
+S = `window + max_rollback` slots per layer, written in place: the token at absolute position p
+goes to slot p % S, and is written twice, at that slot and at slot + S of a buffer of 2S, so that
+the window of the token at p, positions (p - window, p], is always ONE contiguous slice of the
+buffer. Attention is then exactly sliding-window attention over that slice: no mask, no stale
+slots, a constant ALiBi bias, the same work for every token once the window is full (per-token cost
+flat forever), bounded memory, the context slides with no re-prefill, and rolling back by up to
+`max_rollback` positions is exact (the positions after the rollback point are never read again
+before they are rewritten, so rollback itself has nothing to do in the model).
 
 The cache is allocated by `reset()` on the device and dtype of the weights (call it after `.to()`),
 so the saved file holds only weights. Optional conditioning: if `cond_dim > 0`, a projection of a
@@ -29,9 +32,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-
-EMPTY_POSITION = -(2**40)  # slot_pos of a slot that holds nothing: far outside every window
-
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -101,6 +101,7 @@ class Block(nn.Module):
         self.n_heads = cfg.n_heads
         self.d_model = C
         self.head_size = C // cfg.n_heads
+        self.slots = cfg.slots
         self.scale = 1.0 / math.sqrt(self.head_size)
         self.dropout = cfg.dropout
         self.ln1 = nn.LayerNorm(C)
@@ -111,9 +112,9 @@ class Block(nn.Module):
         self.fc_w = nn.Parameter(torch.empty(C, F_))
         self.fc_b = nn.Parameter(torch.zeros(F_))
         self.fc2_w = nn.Parameter(torch.empty(F_, C))
-        # the layer's KV ring buffer, allocated by the model's reset(): keys stored transposed
-        self.register_buffer("k", torch.zeros(0), persistent=False)  # (nh, hs, S)
-        self.register_buffer("v", torch.zeros(0), persistent=False)  # (nh, S, hs)
+        # the layer's KV ring buffer (each token at slot s and s + S), allocated by the model's reset()
+        self.register_buffer("k", torch.zeros(0), persistent=False)  # (nh, hs, 2S): keys stored transposed
+        self.register_buffer("v", torch.zeros(0), persistent=False)  # (nh, 2S, hs)
 
     # ---- whole sequence (training / reference) ------------------------------------------------
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
@@ -129,30 +130,34 @@ class Block(nn.Module):
         return x + F.dropout(torch.matmul(h, self.fc2_w), p, self.training)
 
     # ---- incremental paths over the ring buffer ---------------------------------------------------
-    def prefill(self, x: Tensor, bias: Tensor, slots: Tensor, n: int) -> Tensor:
-        """x (T, C) at the positions whose ring slots are `slots` (T,); attends over ring slots [0, n)."""
+    def prefill(self, x: Tensor, bias: Tensor, slots: Tensor, start: int, n: int) -> Tensor:
+        """x (T, C) written at buffer slots `slots` (2T,: each twice); attends over slots [start, start + n)."""
         T, C = x.shape
         nh, hs = self.n_heads, self.head_size
         qkv = torch.addmm(self.attn_b, F.layer_norm(x, (C,), self.ln1.weight, self.ln1.bias), self.attn_w)
         qkv = qkv.view(T, 3, nh, hs).permute(1, 2, 0, 3)  # (3, nh, T, hs)
-        self.k.index_copy_(2, slots, qkv[1].transpose(1, 2))  # k (nh, hs, S)
-        self.v.index_copy_(1, slots, qkv[2])  # v (nh, S, hs)
-        att = torch.baddbmm(bias, qkv[0], self.k[:, :, :n], alpha=self.scale)  # (nh, T, n)
-        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, :n])  # (nh, T, hs)
+        k = qkv[1].transpose(1, 2)  # (nh, hs, T)
+        self.k.index_copy_(2, slots, torch.cat([k, k], dim=2))  # k (nh, hs, 2S)
+        self.v.index_copy_(1, slots, torch.cat([qkv[2], qkv[2]], dim=1))  # v (nh, 2S, hs)
+        att = torch.baddbmm(bias, qkv[0], self.k[:, :, start : start + n], alpha=self.scale)  # (nh, T, n)
+        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, start : start + n])  # (nh, T, hs)
         x = torch.addmm(x, y.transpose(0, 1).reshape(T, C), self.proj_w)  # (T, C)
         h = F.layer_norm(x, (C,), self.ln2.weight, self.ln2.bias)
         h = F.gelu(torch.addmm(self.fc_b, h, self.fc_w), approximate="tanh")  # (T, d_ff)
         return torch.addmm(x, h, self.fc2_w)  # (T, C)
 
-    def decode(self, x: Tensor, bias: Tensor, slot: int, n: int) -> Tensor:
-        """x (1, C), the token written to ring slot `slot`; attends over ring slots [0, n)."""
+    def decode(self, x: Tensor, bias: Tensor, slot: int, start: int, n: int) -> Tensor:
+        """x (1, C), the token written at ring slot `slot` (and slot + S); attends over [start, start + n)."""
         C = self.d_model
         qkv = torch.addmm(self.attn_b, F.layer_norm(x, (C,), self.ln1.weight, self.ln1.bias), self.attn_w)
         qkv = qkv.view(3, self.n_heads, 1, self.head_size)  # (3, nh, 1, hs)
-        self.k[:, :, slot : slot + 1] = qkv[1].transpose(1, 2)  # k (nh, hs, S)
-        self.v[:, slot : slot + 1] = qkv[2]  # v (nh, S, hs)
-        att = torch.baddbmm(bias, qkv[0], self.k[:, :, :n], alpha=self.scale)  # (nh, 1, n)
-        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, :n])  # (nh, 1, hs)
+        k = qkv[1].transpose(1, 2)  # (nh, hs, 1)
+        self.k[:, :, slot : slot + 1] = k  # k (nh, hs, 2S)
+        self.k[:, :, slot + self.slots : slot + self.slots + 1] = k
+        self.v[:, slot : slot + 1] = qkv[2]  # v (nh, 2S, hs)
+        self.v[:, slot + self.slots : slot + self.slots + 1] = qkv[2]
+        att = torch.baddbmm(bias, qkv[0], self.k[:, :, start : start + n], alpha=self.scale)  # (nh, 1, n)
+        y = torch.bmm(torch.softmax(att, dim=-1), self.v[:, start : start + n])  # (nh, 1, hs)
         x = torch.addmm(x, y.view(1, C), self.proj_w)  # (1, C)
         h = F.layer_norm(x, (C,), self.ln2.weight, self.ln2.bias)
         h = F.gelu(torch.addmm(self.fc_b, h, self.fc_w), approximate="tanh")  # (1, d_ff)
@@ -174,16 +179,15 @@ class TransformerLM(nn.Module):
         self.max_rollback = cfg.max_rollback
         self.slots = cfg.slots
         self.cond_dim = cfg.cond_dim
-        self.empty_position = EMPTY_POSITION  # module attribute: TorchScript cannot read module globals
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layers)])
         self.ln_f = nn.LayerNorm(cfg.d_model)
         # the head is tied to the embedding: logits = x @ wte.weight.T
         self.cond_proj = nn.Linear(max(cfg.cond_dim, 1), cfg.d_model) if cfg.cond_dim > 0 else nn.Identity()
         self.register_buffer("slopes", torch.tensor(alibi_slopes(cfg.n_heads)), persistent=False)  # (nh,)
-        self.register_buffer("slot_pos", torch.zeros(0, dtype=torch.long), persistent=False)  # (S,)
+        self.register_buffer("alibi", torch.zeros(0), persistent=False)  # (nh, 1, window): decode's bias
+        self.origin = -1  # the first position written since reset(); nothing before it exists
         self.register_buffer("cond_emb", torch.zeros(1, cfg.d_model), persistent=False)  # (1, C)
-        self.register_buffer("arange_slots", torch.arange(cfg.slots), persistent=False)  # (S,)
         self._init_weights(cfg)
 
     def _init_weights(self, cfg: ModelConfig) -> None:
@@ -222,9 +226,11 @@ class TransformerLM(nn.Module):
         w = self.wte.weight
         hs = self.d_model // self.n_heads
         for block in self.blocks:
-            block.k = torch.zeros(self.n_heads, hs, self.slots, device=w.device, dtype=w.dtype)
-            block.v = torch.zeros(self.n_heads, self.slots, hs, device=w.device, dtype=w.dtype)
-        self.slot_pos = torch.full((self.slots,), self.empty_position, dtype=torch.long, device=w.device)
+            block.k = torch.zeros(self.n_heads, hs, 2 * self.slots, device=w.device, dtype=w.dtype)
+            block.v = torch.zeros(self.n_heads, 2 * self.slots, hs, device=w.device, dtype=w.dtype)
+        dist = torch.arange(self.window - 1, -1, -1, device=w.device).to(w.dtype)  # (W,): W-1 .. 0
+        self.alibi = (-self.slopes.to(w.dtype).view(-1, 1) * dist).view(self.n_heads, 1, self.window)
+        self.origin = -1
 
     @torch.jit.export
     def set_condition(self, z: Tensor) -> None:
@@ -236,8 +242,12 @@ class TransformerLM(nn.Module):
 
     @torch.jit.export
     def rollback(self, pos: int) -> None:
-        """Forget the tokens at positions >= pos (their slots become empty)."""
-        self.slot_pos.masked_fill_(self.slot_pos >= pos, self.empty_position)
+        """Forget the tokens at positions >= pos (up to max_rollback back; the caller checks).
+
+        Nothing to do here: the window of the next token, at pos, is (pos - window, pos], and the
+        slots of later positions are rewritten before any window reaches them again.
+        """
+        pass
 
     @torch.jit.export
     def prefill(self, tokens: Tensor, pos: int) -> Tensor:
@@ -245,36 +255,40 @@ class TransformerLM(nn.Module):
         T = tokens.size(1)
         if T < 1 or T > self.max_rollback:
             raise RuntimeError("prefill takes 1..max_rollback tokens at a time")
-        if self.slot_pos.numel() == 0:
+        if self.alibi.numel() == 0:
             self.reset()
+        if self.origin < 0:
+            self.origin = pos
         q_pos = torch.arange(pos, pos + T, device=tokens.device)  # (T,)
-        slots = q_pos % self.slots  # (T,)
-        self.slot_pos.index_copy_(0, slots, q_pos)
-        n = min(pos + T, self.slots)
+        slots = q_pos % self.slots
+        slots = torch.cat([slots, slots + self.slots])  # (2T,): every token at s and s + S
+        lo = max(self.origin, pos - self.window + 1)  # the first position the chunk's first token sees
+        n = pos + T - lo  # keys lo .. pos+T-1, contiguous from slot lo % S (n <= S - 1)
+        k_pos = torch.arange(lo, pos + T, device=tokens.device)  # (n,)
         x = self.wte.weight.index_select(0, tokens.view(T))  # (T, C)
         if self.cond_dim > 0:
             x = x + self.cond_emb
-        bias = window_bias(self.slopes.to(x.dtype), q_pos, self.slot_pos[:n], self.window)  # (nh, T, n)
+        bias = window_bias(self.slopes.to(x.dtype), q_pos, k_pos, self.window)  # (nh, T, n)
         for block in self.blocks:
-            x = block.prefill(x, bias, slots, n)
+            x = block.prefill(x, bias, slots, lo % self.slots, n)
         x = x[T - 1 :]  # (1, C): the head only on the last position
         x = F.layer_norm(x, (self.d_model,), self.ln_f.weight, self.ln_f.bias)
         return F.linear(x, self.wte.weight).view(self.vocab_size)  # (V,)
 
     @torch.jit.export
     def decode(self, token: int, pos: int) -> Tensor:
-        """One token at position pos -> logits (V,) of the next. Static shapes once the ring is full."""
-        slot = pos % self.slots
-        self.slot_pos[slot] = pos
-        n = min(pos + 1, self.slots)
-        rel = self.slot_pos[:n] - pos  # (n,)
-        bias = (self.slopes.view(-1, 1) * rel.to(self.slopes.dtype)).masked_fill_(rel <= -self.window, float("-inf"))
-        bias = bias.view(self.n_heads, 1, n)  # (nh, 1, n)
+        """One token at position pos -> logits (V,) of the next. Same shapes for every token once the window is full."""
+        if self.origin < 0:
+            self.origin = pos
+        n = min(pos + 1 - self.origin, self.window)
+        start = (pos - n + 1) % self.slots  # the window (pos - n, pos] is slots [start, start + n)
+        bias = self.alibi[:, :, self.window - n :]  # (nh, 1, n)
         x = self.wte.weight[token : token + 1]  # (1, C)
         if self.cond_dim > 0:
             x = x + self.cond_emb
+        slot = pos % self.slots
         for block in self.blocks:
-            x = block.decode(x, bias, slot, n)
+            x = block.decode(x, bias, slot, start, n)
         x = F.layer_norm(x, (self.d_model,), self.ln_f.weight, self.ln_f.bias)
         return F.linear(x, self.wte.weight).view(self.vocab_size)  # (V,)
 
