@@ -67,6 +67,7 @@ def write_preset(folder: Path, name: str = "test", **changes) -> Path:
         clock=replace(base.clock, bpm=BPM),
         phrase=replace(base.phrase, silence_beats=1.0),
         response=replace(base.response, length_bars=1, start="bar"),
+        sampling=replace(base.sampling, seed=1),
         program_change=(),
     )
     for section, values in changes.items():
@@ -157,9 +158,9 @@ def running(jack_server, model_path, tmp_path):
     """A factory: start an in-process daemon on a preset (keyword changes as in write_preset)."""
     started: list[tuple[Daemon, threading.Thread, Listener, rtmidi.MidiOut]] = []
 
-    def start(**changes):
+    def start(options: dict | None = None, **changes):
         path = write_preset(tmp_path, **changes)
-        daemon = Daemon(load_preset(path), DaemonOptions(model=str(model_path), status_every=0))
+        daemon = Daemon(load_preset(path), DaemonOptions(model=str(model_path), status_every=0, **(options or {})))
         daemon.start()
         thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
         thread.start()
@@ -186,14 +187,14 @@ def answer_window(daemon: Daemon, index: int = 0) -> tuple[int, int]:
 
 
 def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, jack_server):
-    daemon, listener, out = running()
+    daemon, listener, out = running(response={"length_bars": 2})
     preset = daemon.preset
     last_off = play_phrase(out)
     assert wait_until(lambda: daemon.generator.stats.answers, 3), "no answer was started"
     start, end = answer_window(daemon)
     clock = daemon.clock
     assert start % clock.meter.bar_ticks == 0  # the preset says: from the next bar
-    assert end - start == clock.meter.bar_ticks  # one bar long
+    assert end - start == 2 * clock.meter.bar_ticks  # two bars long
     assert clock.time_at(start) > last_off
     time.sleep(max(0.0, clock.time_at(end) - time.perf_counter()) + 0.3)
     answer = [(t, d) for t, d in listener.messages]
@@ -311,7 +312,7 @@ def test_panic_cc_closes_everything(running):
 
 
 def test_program_change_switches_presets_and_a_bad_one_keeps_the_current(running, tmp_path, caplog):
-    good = write_preset(tmp_path, name="other", sampling={"temperature": 0.5})
+    good = write_preset(tmp_path, name="other", sampling={"temperature": 0.5, "seed": 1}, response={"length_bars": 4})
     bad = tmp_path / "bad.toml"
     bad.write_text(good.read_text().replace("temperature = 0.5", "temperature = 99"))
     daemon, listener, out = running(program_change=((5, "bad.toml"), (6, "other.toml")))
@@ -353,16 +354,18 @@ def test_a_generator_crash_closes_notes_and_restarts_it(running, monkeypatch):
 # -- subprocess: signals and exit codes --------------------------------------------------------------------
 
 
-def daemon_command(preset: Path, model: Path) -> list[str]:
+def daemon_command(preset: Path, model: Path, *extra: str) -> list[str]:
     return [sys.executable, str(REPO / "daemon.py"), "--preset", str(preset), "--model", str(model),
-            "--status-every", "0.5"]
+            "--status-every", "0.5", *extra]
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
-def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp_path, sig, code):
+@pytest.mark.parametrize("sig, code, extra", [(signal.SIGTERM, 0, ("--monitor",)), (signal.SIGINT, 130, ())])
+def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp_path, sig, code, extra):
+    """With --monitor too: the synth plays through JACK audio here, or falls back to silence; either way
+    the daemon plays on. (A subprocess: PortAudio must terminate before the test's JACK server stops.)"""
     path = write_preset(tmp_path, response={"length_bars": 8})
     preset = load_preset(path)
-    proc = subprocess.Popen(daemon_command(path, model_path), cwd=REPO, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(daemon_command(path, model_path, *extra), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stderr.readline, "")), daemon=True)
@@ -388,6 +391,8 @@ def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp
     assert proc.returncode == code, err[-2000:]
     assert hanging(listener.messages) == set()
     assert "sideman stopped" in err
+    if extra:
+        assert "monitor" in err  # "monitor on: ..." or "monitor off, playing on without audio: ..."
 
 
 def test_errors_exit_1_with_the_fix(jack_server, model_path, tmp_path):
@@ -403,3 +408,8 @@ def test_errors_exit_1_with_the_fix(jack_server, model_path, tmp_path):
                             text=True, timeout=60, env=env)
     assert result.returncode == 1
     assert "missing.pt" in result.stderr and "sideman train" in result.stderr
+    env.update(JACK_DEFAULT_SERVER=f"no-such-server-{uuid.uuid4().hex[:6]}", JACK_NO_START_SERVER="1")
+    result = subprocess.run(daemon_command(good, model_path), cwd=REPO, capture_output=True, text=True,
+                            timeout=60, env=env)
+    assert result.returncode == 1
+    assert "no JACK server running" in result.stderr and "jackd" in result.stderr
