@@ -34,7 +34,7 @@ from engine.conversation import (
     ResponseDone,
     StartResponse,
 )
-from engine.errors import ModelError, PresetError, SidemanError
+from engine.errors import ModelError, PresetError
 from engine.generator import (
     Configure,
     Cut,
@@ -562,6 +562,7 @@ class Daemon:
             if self._closed:
                 return
             self._closed = True
+        t0 = time.perf_counter()
         for part in (self.conductor, self.poller, self.generator):
             if part is not None:
                 part.stop(0.5)
@@ -578,12 +579,11 @@ class Daemon:
             self.monitor.close()
         if self._old_switch is not None:
             sys.setswitchinterval(self._old_switch)
-        log.info("sideman stopped")
+        log.info("sideman stopped (shutdown took %.0f ms)", 1000 * (time.perf_counter() - t0))
 
 
 def load_daemon_preset(path: str | None) -> Preset:
     return load_preset(Path(path) if path else PRESET_DIR / "default.toml")
 
 
-__all__ = ["Daemon", "DaemonOptions", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "SidemanError",
-           "load_daemon_preset"]
+__all__ = ["Daemon", "DaemonOptions", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_OK", "load_daemon_preset"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from engine.errors import SidemanError
 from engine.midi.ports import API_NAMES
 
 
@@ -32,6 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from engine.daemon import EXIT_INTERRUPTED, EXIT_OK, Daemon, DaemonOptions, load_daemon_preset
 
+    if args.bpm is not None and not 20 <= args.bpm <= 300:
+        raise SidemanError(f"--bpm {args.bpm:g} is out of range; allowed: 20..300 (as in presets)")
+    if args.status_every < 0:
+        raise SidemanError("--status-every must be >= 0 (0 turns the status line off)")
     preset = load_daemon_preset(args.preset)
     options = DaemonOptions(
         midi_api=args.midi_api,
