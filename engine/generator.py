@@ -444,6 +444,7 @@ class Generator(threading.Thread):
             self._offset += int(math.ceil(behind / self._bar_ticks)) * self._bar_ticks
         start, end = int(self._stream_tick(cmd.start_tick)), int(self._stream_tick(cmd.end_tick))
         self._flush()
+        del self._grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
         pre_pos, pre_enc, pre_grammar, pre_last = (self.session.position, copy.deepcopy(enc),
                                                    self._grammar.copy(), self._last_token)
         prefix = enc.advance_to(start) + enc.turn()
