@@ -80,6 +80,7 @@ class DaemonOptions:
     soundfont: str | None = None
     status_every: float = 10.0
     device: str = "auto"
+    threads: int = 1  # torch threads for the decode step; 1 leaves the other cores to the scheduler and JACK
 
 
 def apply_options(preset: Preset, options: DaemonOptions) -> Preset:
@@ -405,7 +406,7 @@ class Daemon:
             raise ModelError(f"{self.model_path}: no such model file; train one with `sideman train` or pass "
                              f"--model PATH (the preset {self.preset.name!r} names {self.preset.model!r})")
         loaded = load_model(self.model_path, DEFAULT_VOCAB, "cpu")
-        self.session = ModelSession(loaded, device=self.options.device)
+        self.session = ModelSession(loaded, device=self.options.device, threads=self.options.threads)
         self.style = style_for(loaded.card)
         log.info("model %s loaded on %s (style %s)", loaded.name, self.session.device, self.style)
 

@@ -48,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speed", type=float, default=3.0, help="tempo factor over 100 BPM (default 3: 300 BPM)")
     parser.add_argument("--model", default=None, help="model file (default models/continuation.pt)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated player")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1, as the daemon)")
 
 
 # -- the player process -------------------------------------------------------------------------------
@@ -193,14 +194,14 @@ def bench_preset(bpm: float):
     )
 
 
-def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1) -> dict:
+def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1) -> dict:
     from engine.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
     seconds = minutes * 60.0 / speed
     model_path = str(resolve_model_path(model or "models/continuation.pt"))
     preset = bench_preset(bpm)
-    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0))
+    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads))
     daemon.start()
     sends: list[tuple[float, tuple]] = []
     real_send = daemon.output.send
@@ -262,7 +263,9 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1) ->
         "simulated_minutes": minutes,
         "wall_s": round(wall, 1),
         "model": model_path,
-        "cpu_threads": __import__("torch").get_num_threads(),
+        "torch_threads": threads,
+        "load_average": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
     }
     return result
 
@@ -272,7 +275,7 @@ def _parse(args) -> argparse.Namespace:
         parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
-    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1)
+    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -286,7 +289,7 @@ def main(args=None) -> int:
         logging.basicConfig(level=logging.WARNING)
     jack = start_jack()
     try:
-        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed)
+        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads)
     finally:
         if jack is not None:
             jack.terminate()
@@ -306,6 +309,8 @@ def main(args=None) -> int:
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
     print(f"  answers {result['answers']}, cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
+    print(f"  machine: {result['cpu_count']} CPUs, load average {result['load_average']} at the end; "
+          f"torch threads {result['torch_threads']}")
     print(f"  lost input messages {result['lost_messages']} of {result['player_messages']}, "
           f"hanging notes {result['hanging_notes']} (after shutdown {result['hanging_notes_after_shutdown']})")
     return 0

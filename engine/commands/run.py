@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-every", type=float, default=10.0, metavar="S",
                         help="seconds between status lines (0: none; default 10)")
     parser.add_argument("--device", default="auto", help="model device: auto, cpu or cuda (default auto)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads for the model (default 1: with more, one descheduled worker thread "
+                             "stalls a decode step for tens of ms on a busy machine)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.bpm is not None and not 20 <= args.bpm <= 300:
         raise SidemanError(f"--bpm {args.bpm:g} is out of range; allowed: 20..300 (as in presets)")
+    if args.threads < 1:
+        raise SidemanError("--threads must be >= 1")
     if args.status_every < 0:
         raise SidemanError("--status-every must be >= 0 (0 turns the status line off)")
     preset = load_daemon_preset(args.preset)
@@ -49,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         soundfont=args.soundfont,
         status_every=args.status_every,
         device=args.device,
+        threads=args.threads,
     )
     daemon = Daemon(preset, options)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
