@@ -9,6 +9,7 @@ States:
 Feed the player's messages with `player(tick, data)` and call `poll(tick)` every few milliseconds;
 both return actions for the engine:
     StartResponse   generate an answer for [start_tick, end_tick) (decided at `decided_tick`)
+    ExpectResponse  every key is up: if the silence lasts, this answer comes (prepare it ahead)
     CutIn           the player played a note during an answer: stop it now, keep what was played
     ResponseDone    the answer reached its end; listening again
 `cancel(tick)` ends an answer for reasons outside the conversation (Stop, panic, preset switch).
@@ -70,6 +71,16 @@ class StartResponse:
 
 
 @dataclass(frozen=True)
+class ExpectResponse:
+    """The player let go of every key: if nothing else is played, the phrase ends at `decided_tick` and
+    the answer will be [start_tick, end_tick). The engine may prepare that answer now, speculatively."""
+
+    decided_tick: float
+    start_tick: int
+    end_tick: int
+
+
+@dataclass(frozen=True)
 class CutIn:
     id: int
     tick: float
@@ -81,7 +92,7 @@ class ResponseDone:
     tick: float
 
 
-Action = StartResponse | CutIn | ResponseDone
+Action = StartResponse | ExpectResponse | CutIn | ResponseDone
 
 
 def _ceil_to(tick: float, step: int) -> int:
@@ -101,6 +112,7 @@ class Conversation:
         self.state = LISTENING
         self.current: StartResponse | None = None
         self._next_id = 1
+        self._phrase_start = 0.0
         self.phrases = 0
         self.cut_ins = 0
 
@@ -137,9 +149,15 @@ class Conversation:
             actions.append(CutIn(self.current.id, tick))
             self.cut_ins += 1
             self._listen()
-        end = self.detector.feed(tick, data)
+        detector = self.detector
+        if not detector.in_phrase and is_note_on(data):
+            self._phrase_start = tick
+        holding = detector.holding
+        end = detector.feed(tick, data)
         if end is not None and self.state == LISTENING:
             actions.append(self._respond(end))
+        elif self.state == LISTENING and detector.in_phrase and holding and not detector.holding:
+            actions.append(self._expect(tick))
         return actions
 
     def poll(self, tick: float) -> list[Action]:
@@ -167,6 +185,12 @@ class Conversation:
         self.detector.reset()
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _expect(self, released: float) -> ExpectResponse:
+        decided = released + self.detector.silence_ticks
+        phrase = PhraseEnd("silence", self._phrase_start, released, decided)
+        start = self.start_tick(decided)
+        return ExpectResponse(decided, start, start + self.response_ticks(phrase))
 
     def _respond(self, end: PhraseEnd) -> StartResponse:
         start = self.start_tick(end.decided_tick)

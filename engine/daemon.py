@@ -31,6 +31,7 @@ from engine.conversation import (
     Conversation,
     ConversationConfig,
     CutIn,
+    ExpectResponse,
     ResponseDone,
     StartResponse,
 )
@@ -41,6 +42,7 @@ from engine.generator import (
     Generator,
     GeneratorConfig,
     PlayerEvent,
+    Prepare,
     Rebase,
     Respond,
     response_tag,
@@ -260,7 +262,9 @@ class Conductor(threading.Thread):
 
     def _act(self, action) -> None:
         d = self.d
-        if isinstance(action, StartResponse):
+        if isinstance(action, ExpectResponse):
+            d.generator.submit(Prepare(action.start_tick, action.end_tick))
+        elif isinstance(action, StartResponse):
             d.generator.submit(Respond(action.id, action.start_tick, action.end_tick, time.perf_counter()))
             log.debug("phrase ended (%s); answer %d from tick %d to %d", action.phrase.reason, action.id,
                       action.start_tick, action.end_tick)

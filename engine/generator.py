@@ -4,6 +4,9 @@ grammar masks and the sampler, and generates answers ahead of playback into the 
 One thread owns the session; the conductor talks to it through `submit()` (a queue):
     PlayerEvent(tick, data)       the player's message: encoded as role 0 and prefilled at once, so at a
                                   phrase end the model is up to date and an answer costs decode steps only
+    Prepare(start, end)           the answer that comes if the player stays silent: generated up to its
+                                  first note and held; a Respond for the same window plays it at once,
+                                  anything the player plays first takes it back (rollback)
     Respond(id, start, end, t)    generate role-1 tokens for [start, end) (clock ticks); t = decision time
     Cut(id, tick)                 the player cut in (or Stop/panic): tokens after `tick` are rolled back,
                                   the played part stays in the cache, the answer's notes end in the stream
@@ -102,6 +105,14 @@ class Respond:
     start_tick: int
     end_tick: int
     decided_time: float  # perf_counter when the phrase end was decided
+
+
+@dataclass(frozen=True)
+class Prepare:
+    """The answer that comes if the player stays silent: generate up to its first note now, hold it."""
+
+    start_tick: int
+    end_tick: int
 
 
 @dataclass(frozen=True)
@@ -218,6 +229,9 @@ class _Answer:
     generating: bool = True
     first_note: bool = False
     waited: float = 0.0  # seconds spent waiting for the lookahead before the first note
+    speculative: bool = False  # prepared before the phrase end was decided: events held, not scheduled
+    window: tuple[int, int] = (0, 0)  # (start, end) in clock ticks, as asked for
+    held: list[tuple[int, bool, int, int]] = field(default_factory=list)  # (tick, on, pitch, velocity)
 
 
 @dataclass
@@ -231,6 +245,8 @@ class GeneratorStats:
     rolled_back_tokens: int = 0
     refeeds: int = 0  # rollbacks past the cache's reach, done by re-feeding the history
     empty_responses: int = 0
+    prepared: int = 0  # answers prepared ahead (Prepare) ...
+    prepared_used: int = 0  # ... that the phrase end then asked for
     answers: deque = field(default_factory=lambda: deque(maxlen=1000))  # (id, start, end) in clock ticks
     # decision -> first note-on handed to the scheduler, less any wait for the lookahead (a model that
     # rests a bar before its first note waits for the clock; that is music, not latency)
@@ -295,8 +311,12 @@ class Generator(threading.Thread):
     @property
     def busy(self) -> bool:
         """Whether an answer is being generated."""
-        answer = self._answer
-        return answer is not None and answer.generating
+        return self._generating(self._answer)
+
+    @staticmethod
+    def _generating(answer: _Answer | None) -> bool:
+        """An answer to generate now: a prepared one pauses at its first note until it is asked for."""
+        return answer is not None and answer.generating and not (answer.speculative and answer.first_note)
 
     # -- the thread ------------------------------------------------------------------------------
 
@@ -306,26 +326,25 @@ class Generator(threading.Thread):
             self._pending = self._encoder.begin(self.config.style)
             self._flush()
             while not self._halted:
-                answer = self._answer
-                if answer is None or not answer.generating:
+                if not self._generating(self._answer):
                     self._wait(0.1)
                     continue
                 self._drain()
-                if self._halted or self._answer is None or not self._answer.generating:
+                if self._halted or not self._generating(self._answer):
                     continue
                 answer = self._answer
                 wait = self._lookahead_wait(answer)
                 if wait > 0:
                     t0 = time.perf_counter()
                     self._wait(min(wait, 0.05))
-                    if not answer.first_note:
-                        answer.waited += time.perf_counter() - t0
+                    if not answer.first_note and not answer.speculative:  # promoted during the wait: from then
+                        answer.waited += time.perf_counter() - max(t0, answer.decided_time)
                     continue
                 self._step(self._answer)
         except BaseException as exc:  # noqa: BLE001 - recorded, notes closed, supervisor told
             self.error = exc
             log.exception("generator thread failed")
-            if self._answer is not None:
+            if self._answer is not None and not self._answer.speculative:
                 self.scheduler.cut(self._answer.tag, wait=None)
             if self._supervisor is not None:
                 self._supervisor(self.name, exc)
@@ -350,11 +369,15 @@ class Generator(threading.Thread):
             self._player(cmd)
         elif isinstance(cmd, Respond):
             self._respond(cmd)
+        elif isinstance(cmd, Prepare):
+            self._prepare(cmd)
         elif isinstance(cmd, Cut):
             self._cut(cmd)
         elif isinstance(cmd, Rebase):
             self._rebase(cmd)
         elif isinstance(cmd, Configure):
+            if self._answer is not None and self._answer.speculative:
+                self._cut(Cut(None, 0))  # prepared with the old settings
             self.config = cmd.config
             self._constraints = cmd.config.constraints()
             self._sampler = Sampler(cmd.config.sampling())
@@ -394,6 +417,9 @@ class Generator(threading.Thread):
         self.stats.player_events += 1
         tick = self._stream_tick(cmd.tick)
         answer = self._answer
+        if answer is not None and answer.speculative:
+            self._cut(Cut(None, cmd.tick))  # the player went on: the prepared answer goes back
+            answer = None
         if answer is not None:
             if tick < answer.end:
                 if len(cmd.data) == 3 and cmd.data[0] & 0xF0 == 0x90 and cmd.data[2] > 0:
@@ -430,19 +456,49 @@ class Generator(threading.Thread):
 
     # -- answers -------------------------------------------------------------------------------------
 
+    def _prepare(self, cmd: Prepare) -> None:
+        answer = self._answer
+        if answer is not None and answer.speculative:
+            self._cut(Cut(None, 0))
+        elif answer is not None and answer.generating:
+            return  # an answer is playing: nothing to prepare
+        self._begin(None, cmd.start_tick, cmd.end_tick, 0.0, speculative=True)
+        self.stats.prepared += 1
+
     def _respond(self, cmd: Respond) -> None:
+        answer = self._answer
+        if answer is not None and answer.speculative:
+            if answer.window == (cmd.start_tick, cmd.end_tick):
+                self._promote(answer, cmd)
+                return
+            self._cut(Cut(None, 0))  # prepared for another window
         if self._answer is not None and self._answer.generating:
             self._end_answer_now(self.clock.tick_now())
+        self._begin(cmd.id, cmd.start_tick, cmd.end_tick, cmd.decided_time)
+
+    def _promote(self, answer: _Answer, cmd: Respond) -> None:
+        """The prepared answer is asked for: its held events go to the scheduler now."""
+        answer.id, answer.tag, answer.decided_time = cmd.id, response_tag(cmd.id), cmd.decided_time
+        answer.speculative, answer.first_note, answer.waited = False, False, 0.0
+        for tick, on, pitch, velocity in answer.held:
+            self._schedule(answer, tick, on, pitch, velocity)
+        answer.held = []
+        self.stats.prepared_used += 1
+        self.stats.responses += 1
+        self.stats.answers.append((cmd.id, cmd.start_tick, cmd.end_tick))
+
+    def _begin(self, answer_id: int | None, start_tick: int, end_tick: int, decided_time: float,
+               speculative: bool = False) -> None:
         self._answer = None
         enc = self._encoder
         out = self._pending
         for t, data in self._deferred:
             out += enc.message(t, data, PLAYER)
         self._deferred.clear()
-        behind = enc.position - self._stream_tick(cmd.start_tick)
+        behind = enc.position - self._stream_tick(start_tick)
         if behind > 0:  # the stream ran ahead of the clock (notes last at least a tick): skip whole bars
             self._offset += int(math.ceil(behind / self._bar_ticks)) * self._bar_ticks
-        start, end = int(self._stream_tick(cmd.start_tick)), int(self._stream_tick(cmd.end_tick))
+        start, end = int(self._stream_tick(start_tick)), int(self._stream_tick(end_tick))
         self._flush()
         del self._grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
         pre_pos, pre_enc, pre_grammar, pre_last = (self.session.position, copy.deepcopy(enc),
@@ -452,12 +508,15 @@ class Generator(threading.Thread):
         self._feed(prefix)
         self._decoder = self._new_decoder(enc)
         self._answer = _Answer(
-            id=cmd.id, tag=response_tag(cmd.id), start=start, end=end, start_pos=self.session.position,
-            decided_time=cmd.decided_time, pre_pos=pre_pos, encoder=pre_enc, grammar=pre_grammar,
-            pre_last=pre_last, prefix=prefix,
+            id=answer_id if answer_id is not None else -1,
+            tag=response_tag(answer_id) if answer_id is not None else "", start=start, end=end,
+            start_pos=self.session.position, decided_time=decided_time, pre_pos=pre_pos, encoder=pre_enc,
+            grammar=pre_grammar, pre_last=pre_last, prefix=prefix, speculative=speculative,
+            window=(start_tick, end_tick),
         )
-        self.stats.responses += 1
-        self.stats.answers.append((cmd.id, cmd.start_tick, cmd.end_tick))
+        if not speculative:
+            self.stats.responses += 1
+            self.stats.answers.append((answer_id, start_tick, end_tick))
 
     def _new_decoder(self, enc: StreamEncoder) -> StreamDecoder:
         """A decoder for the answer's tokens, in the stream's state (position, role, velocity)."""
@@ -489,7 +548,7 @@ class Generator(threading.Thread):
         logits = self.session.logits
         mask = answer_mask(self._grammar, self._constraints, answer.end - dec.position, self._last_token)
         token = self._sampler.sample(logits, mask)
-        if not answer.tokens:
+        if not answer.tokens and not answer.speculative:
             self.stats.first_token_ms.append((time.perf_counter() - answer.decided_time) * 1000.0)
         events = dec.feed(token)
         enc.observe(token)
@@ -506,6 +565,10 @@ class Generator(threading.Thread):
             self._finish(answer)
 
     def _schedule(self, answer: _Answer, tick: int, on: bool, pitch: int, velocity: int) -> None:
+        if answer.speculative:
+            answer.held.append((tick, on, pitch, velocity))
+            answer.first_note = answer.first_note or on
+            return
         ch = self.config.channel
         data = (0x90 | ch, pitch, max(1, velocity)) if on else (0x80 | ch, pitch, 0)
         self.scheduler.schedule(self._due(tick), data, answer.tag)
@@ -529,7 +592,7 @@ class Generator(threading.Thread):
             self._feed(tokens)
             answer.tokens += tokens
             answer.ticks += [answer.end] * len(tokens)
-        if not answer.first_note:
+        if not answer.first_note and not answer.speculative:
             self.stats.empty_responses += 1
         answer.generating = False
         self._turn_pending = True
@@ -548,15 +611,17 @@ class Generator(threading.Thread):
         if answer is None or (cmd.id is not None and cmd.id != answer.id):
             return
         self._answer = None
-        self.scheduler.cut(answer.tag, wait=None)  # again: events scheduled since the conductor's cut
+        if not answer.speculative:
+            self.scheduler.cut(answer.tag, wait=None)  # again: events scheduled since the conductor's cut
         self._flush()
         tick = self._stream_tick(cmd.tick)
-        started = tick >= answer.start
+        started = tick >= answer.start and not answer.speculative
         keep = bisect.bisect_right(answer.ticks, tick) if started else 0
         if started and keep == len(answer.tokens) and not answer.generating:
             self._turn_pending = True
             return  # the answer had played out
-        self.stats.cut_ins += 1
+        if not answer.speculative:
+            self.stats.cut_ins += 1
         self.stats.rolled_back_tokens += len(answer.tokens) - keep + (0 if started else len(answer.prefix))
         kept = answer.tokens[:keep]
         self._rollback(answer.start_pos + keep if started else answer.pre_pos)

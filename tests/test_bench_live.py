@@ -3,35 +3,17 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import pytest
 
 from engine.bench.live import hanging, main, pair_timing
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "models" / "continuation.pt"
+from plumbing_model import plumbing_model
 
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory) -> Path:
-    if SHIPPED_MODEL.exists():
-        return SHIPPED_MODEL
-    import torch
-
-    from engine.train.export import export_model
-    from engine.train.model import ModelConfig, TransformerLM
-    from engine.vocab import DEFAULT_VOCAB
-
-    torch.manual_seed(0)
-    model = TransformerLM(ModelConfig(vocab_size=DEFAULT_VOCAB.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,
-                                      window=256, max_rollback=128))
-    path = tmp_path_factory.mktemp("model") / "random-plumbing.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        export_model(model, path, {"name": "random-plumbing"})
-    return path
+    return plumbing_model(tmp_path_factory.mktemp("model"))
 
 
 def test_pair_timing_skips_unscheduled_sends_and_checks_the_order():

@@ -13,6 +13,7 @@ from engine.conversation import (
     Conversation,
     ConversationConfig,
     CutIn,
+    ExpectResponse,
     ResponseDone,
     StartResponse,
 )
@@ -54,7 +55,10 @@ def run_until(conv: Conversation, start: float, stop: float, step: float = 0.5):
 def test_silence_ends_the_phrase_and_the_answer_starts_on_the_next_bar():
     conv = Conversation(ConversationConfig(PhraseConfig(silence_beats=2), Meter(4, 4), "bar", 4, min_lead_ticks=1))
     actions, end = play(conv, [60, 62, 64, 65], start=10)
-    assert actions == [] and conv.state == LISTENING
+    assert conv.state == LISTENING
+    # each release announces the answer that comes if the silence lasts; the last one is right
+    assert [type(a) for a in actions] == [ExpectResponse] * 4
+    expected = actions[-1]
     assert run_until(conv, end, end + 2 * BEAT - 1) == []  # not silent long enough yet
     got = run_until(conv, end + 2 * BEAT - 0.5, end + 2 * BEAT + 1)
     assert len(got) == 1
@@ -63,6 +67,8 @@ def test_silence_ends_the_phrase_and_the_answer_starts_on_the_next_bar():
     assert start.phrase.reason == "silence" and start.phrase.start_tick == 10 and start.phrase.end_tick == end
     assert start.start_tick == 2 * BAR  # the decision at tick 106 -> the bar line at 192
     assert start.end_tick == start.start_tick + 4 * BAR
+    assert (expected.decided_tick, expected.start_tick, expected.end_tick) == (
+        start.decided_tick, start.start_tick, start.end_tick)
     assert conv.state == WAITING
     assert run_until(conv, t + 1, start.start_tick) == [] and conv.state == RESPONDING
     done = run_until(conv, start.start_tick + 1, start.end_tick + 1)
@@ -72,8 +78,9 @@ def test_silence_ends_the_phrase_and_the_answer_starts_on_the_next_bar():
 
 def test_beat_start_keeps_a_lead_and_match_length_rounds_up():
     conv = Conversation(ConversationConfig(PhraseConfig(silence_beats=1), Meter(4, 4), "beat", None, min_lead_ticks=3))
-    play(conv, [60, 61, 62], start=0, length=20)  # 60 ticks: 2.5 beats
+    actions, _ = play(conv, [60, 61, 62], start=0, length=20)  # 60 ticks: 2.5 beats
     (t, start), = run_until(conv, 60, 60 + BEAT + 1)
+    assert (actions[-1].start_tick, actions[-1].end_tick) == (start.start_tick, start.end_tick)
     assert start.start_tick == 4 * BEAT  # the decision at tick 84 plus 3 ticks of lead -> beat 4 (tick 96)
     assert start.end_tick - start.start_tick == 3 * BEAT  # 60 ticks rounded up to whole beats
 

@@ -16,7 +16,6 @@ import sys
 import threading
 import time
 import uuid
-import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,9 +24,9 @@ import rtmidi
 
 from engine.daemon import Daemon, DaemonOptions
 from engine.presets import PRESET_DIR, dump_preset, load_preset
+from plumbing_model import plumbing_model
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "models" / "continuation.pt"
 BPM = 240.0  # a beat is 0.25 s, a bar 1 s: tests stay short
 
 pytestmark = pytest.mark.jack
@@ -38,22 +37,7 @@ pytestmark = pytest.mark.jack
 
 @pytest.fixture(scope="session")
 def model_path(tmp_path_factory) -> Path:
-    if SHIPPED_MODEL.exists():
-        return SHIPPED_MODEL
-    import torch
-
-    from engine.train.export import export_model
-    from engine.train.model import ModelConfig, TransformerLM
-    from engine.vocab import DEFAULT_VOCAB
-
-    torch.manual_seed(0)
-    model = TransformerLM(ModelConfig(vocab_size=DEFAULT_VOCAB.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,
-                                      window=256, max_rollback=128))
-    path = tmp_path_factory.mktemp("model") / "random-plumbing.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        export_model(model, path, {"name": "random-plumbing"})
-    return path
+    return plumbing_model(tmp_path_factory.mktemp("model"))
 
 
 def write_preset(folder: Path, name: str = "test", **changes) -> Path:
@@ -66,7 +50,7 @@ def write_preset(folder: Path, name: str = "test", **changes) -> Path:
         ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
         clock=replace(base.clock, bpm=BPM),
         phrase=replace(base.phrase, silence_beats=1.0),
-        response=replace(base.response, length_bars=1, start="bar"),
+        response=replace(base.response, length_bars=2, start="bar"),
         sampling=replace(base.sampling, seed=1),
         program_change=(),
     )
@@ -284,7 +268,7 @@ def test_follows_midi_clock_and_stop_silences_the_output(running):
         assert daemon.clock.running
         assert abs(daemon.clock.bpm - bpm) / bpm < 0.01, f"tempo estimate {daemon.clock.bpm:.2f} BPM"
         play_phrase(out)
-        assert wait_until(lambda: listener.note_ons(), 5), "no answer while the clock ran"
+        assert wait_until(lambda: listener.note_ons(), 5), f"no answer while the clock ran: {daemon.status()}"
         time.sleep(0.05)
         halt.set()
         sender.join(1)

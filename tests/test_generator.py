@@ -4,11 +4,8 @@ prefill of the player's events, answers into the scheduler, lookahead, cut-in ro
 from __future__ import annotations
 
 import time
-import warnings
-from pathlib import Path
 
 import pytest
-import torch
 
 from engine.clock import Meter
 from engine.generator import (
@@ -17,6 +14,7 @@ from engine.generator import (
     Generator,
     GeneratorConfig,
     PlayerEvent,
+    Prepare,
     Rebase,
     Respond,
     answer_mask,
@@ -28,27 +26,14 @@ from engine.session import ModelSession
 from engine.tokens import StreamDecoder, StreamEncoder
 from engine.tokens import Meter as TokenMeter
 from engine.vocab import DEFAULT_VOCAB as V
+from plumbing_model import plumbing_model
 
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_MODEL = REPO / "models" / "continuation.pt"
 SPT = 0.005  # seconds per tick of the fake clock (125 BPM)
 
 
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
-    if SHIPPED_MODEL.exists():
-        return load_model(SHIPPED_MODEL, V)
-    from engine.train.export import export_model
-    from engine.train.model import ModelConfig, TransformerLM
-
-    torch.manual_seed(0)
-    model = TransformerLM(ModelConfig(vocab_size=V.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,
-                                      window=256, max_rollback=128))
-    path = tmp_path_factory.mktemp("model") / "random-plumbing.pt"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        export_model(model, path, {"name": "random-plumbing"})
-    return load_model(path, V)
+    return load_model(plumbing_model(tmp_path_factory.mktemp("model")), V)
 
 
 class FakeClock:
@@ -264,3 +249,46 @@ def test_a_cut_before_the_answer_starts_takes_it_all_back(rig):
         expected += enc.message(tick, data, 0)
     assert session.history == expected  # no TURN, no answer: the phrase simply goes on
     assert sched.cuts == ["r1"]
+
+
+def test_a_prepared_answer_plays_at_once_when_asked_for(rig):
+    gen, session, clock, sched = rig
+    play(gen)
+    gen.submit(Prepare(96, 96 + 2 * 96))  # the player let go; the silence may end the phrase
+    settle(gen)
+    assert sched.events == [] and gen.stats.prepared == 1  # generated up to its first note, held
+    assert gen._answer.speculative and gen._answer.held
+    held_first = gen._answer.held[0]
+    decided = time.perf_counter()
+    gen.submit(Respond(1, 96, 96 + 2 * 96, decided))
+    assert gen.sync()
+    assert gen.stats.prepared_used == 1 and gen.stats.ready_ms
+    assert sched.events[0][0] == pytest.approx(1000.0 + held_first[0] * SPT)
+    settle(gen)
+    notes_by_pitch(sched.events)  # every note closed
+
+
+def test_a_prepared_answer_goes_back_when_the_player_goes_on(rig):
+    gen, session, clock, sched = rig
+    play(gen)
+    gen.submit(Prepare(96, 96 + 2 * 96))
+    settle(gen)
+    gen.submit(PlayerEvent(70, (0x90, 65, 90)))  # not silent after all
+    gen.submit(Respond(1, 192, 288, time.perf_counter()))  # a later phrase end, another window
+    settle(gen)
+    gen.submit(Prepare(384, 480))
+    settle(gen)
+    gen.submit(PlayerEvent(300, (0x80, 65, 0)))
+    settle(gen)
+    assert gen.stats.prepared == 2 and gen.stats.prepared_used == 0
+    assert sched.cuts == [] and gen.stats.cut_ins == 0
+    enc = StreamEncoder(V)
+    expected = enc.begin(gen.config.style)
+    for tick, data in PHRASE + [(70, (0x90, 65, 90))]:
+        expected += enc.message(tick, data, 0)
+    history = session.history
+    assert history[:len(expected)] == expected  # no trace of the prepared answer before the note
+    dec = StreamDecoder(V)
+    events = dec.feed_all(history)
+    assert events[-1].role == 0 and not events[-1].on and events[-1].pitch == 65
+    assert dec.bars.count(192) == 1 and V.turn in history  # the answer asked for (192..288) is in the stream
