@@ -83,6 +83,7 @@ class DaemonOptions:
     status_every: float = 10.0
     device: str = "auto"
     threads: int = 1  # torch threads for the decode step; 1 leaves the other cores to the scheduler and JACK
+    prepare: bool = True  # generate the likely answer up to its first note while the player is silent
 
 
 def apply_options(preset: Preset, options: DaemonOptions) -> Preset:
@@ -263,7 +264,8 @@ class Conductor(threading.Thread):
     def _act(self, action) -> None:
         d = self.d
         if isinstance(action, ExpectResponse):
-            d.generator.submit(Prepare(action.start_tick, action.end_tick))
+            if d.options.prepare:
+                d.generator.submit(Prepare(action.start_tick, action.end_tick))
         elif isinstance(action, StartResponse):
             d.generator.submit(Respond(action.id, action.start_tick, action.end_tick, time.perf_counter()))
             log.debug("phrase ended (%s); answer %d from tick %d to %d", action.phrase.reason, action.id,

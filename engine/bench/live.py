@@ -10,7 +10,9 @@ a running one. `--minutes` are minutes of music at the preset's tempo (100 BPM);
 them faster (default 3x: 300 BPM), so 10 minutes take about 3.3 minutes.
 
 Numbers:
-- response_ready_ms: phrase-end decision -> first note of the answer handed to the scheduler;
+- response_ready_ms: phrase-end decision -> first note of the answer handed to the scheduler (when the
+  player lets go of every key, the likely answer is prepared up to its first note, so this is usually
+  a queue hop; `--no-prepare` measures the cold path: prefix prefill plus decode steps);
 - timing_error_ms: arrival at the player's JACK client minus due time, for every scheduled message
   the scheduler sent (JACK delivers once per period, so up to one period of this is JACK's);
 - lost_messages: the player's messages that never reached the encoder;
@@ -49,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model file (default models/continuation.pt)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated player")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1, as the daemon)")
+    parser.add_argument("--no-prepare", dest="prepare", action="store_false",
+                        help="do not prepare answers while the player is silent (measures the cold path: "
+                             "decision -> prefix prefill and decode steps to the first note)")
 
 
 # -- the player process -------------------------------------------------------------------------------
@@ -194,14 +199,15 @@ def bench_preset(bpm: float):
     )
 
 
-def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1) -> dict:
+def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
+              prepare: bool = True) -> dict:
     from engine.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
     seconds = minutes * 60.0 / speed
     model_path = str(resolve_model_path(model or "models/continuation.pt"))
     preset = bench_preset(bpm)
-    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads))
+    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads, prepare=prepare))
     daemon.start()
     sends: list[tuple[float, tuple]] = []
     real_send = daemon.output.send
@@ -252,6 +258,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "hanging_notes": hanging([d for _, d in arrivals[:sends_at_end]]),
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
         "answers": gen.responses,
+        "prepared_answers_used": gen.prepared_used,
+        "prepare": prepare,
         "cut_ins": gen.cut_ins,
         "player_cut_attempts": player["cuts"],
         "notes_out": status["notes_out"],
@@ -275,7 +283,7 @@ def _parse(args) -> argparse.Namespace:
         parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
-    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1)
+    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1, prepare=True)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -289,7 +297,7 @@ def main(args=None) -> int:
         logging.basicConfig(level=logging.WARNING)
     jack = start_jack()
     try:
-        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads)
+        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare)
     finally:
         if jack is not None:
             jack.terminate()
@@ -301,13 +309,14 @@ def main(args=None) -> int:
           f"in {result['wall_s']} s; JACK {result['jack']} (period {result['jack_period_ms']} ms)")
     print(f"  phrase end -> first answer note ready: p50 {result['response_ready_ms_p50']} ms, "
           f"p99 {result['response_ready_ms_p99']} ms (n {result['response_ready_ms_n']})")
-    print(f"  phrase end -> first answer token sampled: p50 {result['first_token_ms_p50']} ms, "
-          f"p99 {result['first_token_ms_p99']} ms")
+    if result["first_token_ms_n"]:
+        print(f"  phrase end -> first answer token sampled (answers not prepared): p50 {result['first_token_ms_p50']} ms, "
+              f"p99 {result['first_token_ms_p99']} ms (n {result['first_token_ms_n']})")
     print(f"  arrival - due at a JACK client: p50 {result['timing_error_ms_p50']} ms, "
           f"p99 {result['timing_error_ms_p99']} ms, max {result['timing_error_ms_max']} ms "
           f"(n {result['timing_error_ms_n']})")
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
-    print(f"  answers {result['answers']}, cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
+    print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
     print(f"  machine: {result['cpu_count']} CPUs, load average {result['load_average']} at the end; "
           f"torch threads {result['torch_threads']}")
