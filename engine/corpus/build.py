@@ -197,10 +197,10 @@ def load_collection_meta(out: Path, collection: str) -> dict | None:
 
 
 def write_manifest(out: Path, vocab: Vocab) -> dict:
+    order = {name: i for i, name in enumerate(MUSIC21_COLLECTIONS + (USER,))}
     collections = {}
-    for path in sorted(out.glob("*.json")):
-        if path.name == "manifest.json" or path.name.startswith("."):
-            continue
+    paths = [p for p in out.glob("*.json") if p.name != "manifest.json" and not p.name.startswith(".")]
+    for path in sorted(paths, key=lambda p: (order.get(p.stem, len(order)), p.stem)):
         meta = json.loads(path.read_text())
         collections[meta["collection"]] = meta["summary"] | {"failed_sources": [f["source"] for f in meta["failed"]]}
     manifest = {"pipeline": PIPELINE_VERSION, "vocab": json.loads(vocab.to_json()), "vocab_hash": vocab.hash(),
