@@ -84,6 +84,7 @@ class DaemonOptions:
     device: str = "auto"
     threads: int = 1  # torch threads for the decode step; 1 leaves the other cores to the scheduler and JACK
     prepare: bool = True  # generate the likely answer up to its first note while the player is silent
+    realtime_priority: int | None = 3  # SCHED_FIFO for the scheduler thread where allowed (JACK: 10, its clients 5)
 
 
 def apply_options(preset: Preset, options: DaemonOptions) -> Preset:
@@ -386,7 +387,8 @@ class Daemon:
         self._load_model()
         self.monitor = self._open_monitor()
         self.output = TeeOutput(self.midi_out, self.monitor)
-        self.scheduler = Scheduler(self.output, SchedulerConfig(), supervisor=self.supervise)
+        self.scheduler = Scheduler(self.output, SchedulerConfig(realtime_priority=self.options.realtime_priority),
+                                   supervisor=self.supervise)
         self.gen_config = GeneratorConfig.from_preset(p, self.style)
         self.generator = self._new_generator()
         self.conductor = Conductor(self)

@@ -21,6 +21,8 @@ def test_pair_timing_skips_unscheduled_sends_and_checks_the_order():
     sends = [(0.9, (0x80, 60, 0)), (1.0002, (0x90, 61, 90)), (1.005, (0xB0, 123, 0)), (1.0103, (0x80, 61, 0))]
     arrivals = [(0.902, [0x80, 60, 0]), (1.002, [0x90, 61, 90]), (1.007, [0xB0, 123, 0]), (1.012, [0x80, 61, 0])]
     assert pair_timing(records, sends, arrivals) == pytest.approx([0.002, 0.002])
+    swapped = [arrivals[0], arrivals[2], arrivals[1], arrivals[3]]  # sent together, handed over swapped
+    assert pair_timing(records, sends, swapped) == pytest.approx([0.002, 0.002])
     arrivals[1] = (1.002, [0x90, 62, 90])
     with pytest.raises(RuntimeError):
         pair_timing(records, sends, arrivals)

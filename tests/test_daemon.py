@@ -8,7 +8,9 @@ exported to a temporary folder, which is enough to test the plumbing (never ship
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -79,7 +81,12 @@ def wait_until(predicate, timeout: float, step: float = 0.01) -> bool:
 
 
 class Listener(threading.Thread):
-    """A JACK client connected to the daemon's output; records (perf_counter, bytes) of every message."""
+    """A JACK client connected to the daemon's output; records (perf_counter, bytes) of every message.
+
+    The perf_counter stamps are taken when this (Python) thread polls, which may wait for the GIL;
+    `jack_times()` gives arrival times from rtmidi's delta times instead (stamped in JACK's process
+    callback), mapped onto perf_counter by the least-delayed poll.
+    """
 
     def __init__(self, port_name: str) -> None:
         super().__init__(daemon=True, name="test-listener")
@@ -87,6 +94,7 @@ class Listener(threading.Thread):
         self.midi.ignore_types(sysex=False, timing=False, active_sense=False)
         self.midi.open_port(find_port(self.midi.get_ports(), port_name))
         self.messages: list[tuple[float, tuple]] = []
+        self.deltas: list[float] = []
         self.halt = threading.Event()
         self.start()
 
@@ -97,11 +105,18 @@ class Listener(threading.Thread):
                 time.sleep(0.0002)
                 continue
             self.messages.append((time.perf_counter(), tuple(msg[0])))
+            self.deltas.append(msg[1])
 
     def close(self) -> None:
         self.halt.set()
         self.join(1)
         self.midi.close_port()
+
+    def jack_times(self) -> list[tuple[float, tuple]]:
+        messages = list(self.messages)
+        jack = list(itertools.accumulate(self.deltas[1:len(messages)], initial=0.0))
+        offset = min(t - j for (t, _), j in zip(messages, jack))
+        return [(j + offset, d) for (_, d), j in zip(messages, jack)]
 
     def note_ons(self, after: float = 0.0, before: float = float("inf")) -> list[tuple[float, tuple]]:
         return [(t, d) for t, d in list(self.messages) if d[0] & 0xF0 == 0x90 and d[2] > 0 and after <= t < before]
@@ -146,6 +161,15 @@ def running(jack_server, model_path, tmp_path):
         path = write_preset(tmp_path, **changes)
         daemon = Daemon(load_preset(path), DaemonOptions(model=str(model_path), status_every=0, **(options or {})))
         daemon.start()
+        daemon.sent_log = []  # what the daemon sent, to tell its own faults from JACK's on a failure
+        real_send = daemon.output.send
+
+        def recording_send(data):
+            ok = real_send(data)
+            daemon.sent_log.append(tuple(data))
+            return ok
+
+        daemon.output.send = recording_send
         thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
         thread.start()
         listener = Listener(daemon.preset.ports.output)
@@ -181,7 +205,7 @@ def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, ja
     assert end - start == 2 * clock.meter.bar_ticks  # two bars long
     assert clock.time_at(start) > last_off
     time.sleep(max(0.0, clock.time_at(end) - time.perf_counter()) + 0.3)
-    answer = [(t, d) for t, d in listener.messages]
+    answer = listener.jack_times()
     ons = [(t, d) for t, d in answer if d[0] & 0xF0 == 0x90 and d[2] > 0]
     assert ons, "the answer had no notes"
     period_s = jack_server.period_ms / 1000
@@ -190,11 +214,17 @@ def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, ja
             continue
         assert data[0] & 0x0F == preset.channels.output_index
         assert preset.constraints.low <= data[1] <= preset.constraints.high
-        tick = round(clock.tick_at(t))
-        error = t - clock.time_at(tick)
-        assert -0.0005 <= error <= 0.003 + period_s, f"{data} off the grid by {error * 1000:.2f} ms"
-        assert start <= tick <= end
-    assert hanging(answer) == set()
+        tick = clock.tick_at(t - 0.001)  # arrival is at or after due: the grid tick at or before it
+        assert start - 0.5 <= tick <= end + 0.5
+        if data[0] & 0xF0 == 0x90 and data[2] > 0:
+            # onsets on the grid: a note-on is sent within the scheduler's tolerance or dropped; a
+            # note-off may be late by design (never left hanging), so only onsets are checked here
+            error = t - clock.time_at(math.ceil(tick - 0.5))
+            assert -0.0005 <= error <= 0.003 + period_s, (
+                f"{data} off the grid by {error * 1000:.2f} ms; scheduler {daemon.scheduler.stats}")
+    assert hanging([(0, d) for d in daemon.sent_log]) == set()  # the daemon closed every note it played
+    assert hanging(answer) == set(), (  # and the listener got every note-off
+        f"received {len(answer)} of {len(daemon.sent_log)} sent; scheduler {daemon.scheduler.stats}")
     assert daemon.generator.stats.ready_ms  # the decision -> first note latency was measured
 
 

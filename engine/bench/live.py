@@ -22,10 +22,12 @@ Numbers:
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
 import threading
@@ -35,6 +37,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+from engine.errors import SidemanError
 
 SAMPLE_RATE = 48000
 PERIOD = 128
@@ -152,35 +156,78 @@ def _stats(values, prefix: str) -> dict:
             f"{prefix}_max": round(float(a.max()), 3), f"{prefix}_n": int(a.size)}
 
 
-def pair_timing(records, sends, arrivals) -> list[float]:
+def pair_timing(records, sends, arrivals, window: int = 8) -> list[float]:
     """Arrival minus due (seconds) of each scheduled message the scheduler sent.
 
     records: the scheduler's (due, sent) per dispatched message, in order; sends: (time, data) of every
     message the output sent (dispatched ones, plus note-offs of cuts and CCs), in order; arrivals: what
-    the listener received, in the same order as `sends`. A dispatched message is the first send at or
-    after its record's `sent` stamp (the scheduler stamps, then sends).
+    the listener received, in the same order as `sends` except that messages sent together may arrive
+    swapped (JACK hands over a period's events at once). A dispatched message is the first send at or
+    after its record's `sent` stamp (the scheduler stamps, then sends); its arrival is the unused one
+    with the same bytes nearest its own index.
     """
     out = []
+    used = [False] * len(arrivals)
     j = 0
     for due, stamped in records:
         while j < len(sends) and sends[j][0] < stamped:
             j += 1
-        if j >= len(sends) or j >= len(arrivals):
+        if j >= len(sends):
             break
-        if list(sends[j][1]) != list(arrivals[j][1]):
-            raise RuntimeError(f"send/arrival order mismatch at {j}: {sends[j][1]} vs {arrivals[j][1]}")
-        out.append(arrivals[j][0] - due)
+        data = list(sends[j][1])
+        candidates = [k for k in range(max(0, j - window), min(len(arrivals), j + window + 1))
+                      if not used[k] and list(arrivals[k][1]) == data]
+        if not candidates:
+            raise RuntimeError(f"no arrival for send {j} {data} near index {j}: the listener lost a message")
+        k = min(candidates, key=lambda c: abs(c - j))
+        used[k] = True
+        out.append(arrivals[k][0] - due)
         j += 1
     return out
 
 
-def start_jack() -> subprocess.Popen | None:
-    """A private JACK server unless JACK_DEFAULT_SERVER names one (then None)."""
+def start_jack(timeout: float = 10.0) -> subprocess.Popen | None:
+    """A private `jackd -d dummy` unless JACK_DEFAULT_SERVER names one (then None).
+
+    Server names come from a small fixed pool: JACK keeps at most 8 servers in its shared registry and
+    reclaims a dead server's slot only for a server of the same name, so fresh random names would use
+    the registry up after a few unclean exits."""
     if os.environ.get("JACK_DEFAULT_SERVER"):
         return None
-    from engine.bench_live_timing import start_jackd
+    import rtmidi
 
-    return start_jackd(SAMPLE_RATE, PERIOD)
+    exe = shutil.which("jackd")
+    if exe is None:
+        raise SidemanError("jackd not found: install it with `apt-get install jackd2`")
+    for slot in range(4):
+        name = f"sideman-bench-{slot}"
+        proc = subprocess.Popen([exe, "-n", name, "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(PERIOD)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        os.environ["JACK_NO_START_SERVER"] = "1"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-probe").get_ports()
+                return proc
+            except rtmidi.RtMidiError:
+                time.sleep(0.1)
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(5)
+    del os.environ["JACK_DEFAULT_SERVER"]
+    raise SidemanError("could not start jackd (tried sideman-bench-0..3; are they all running?): "
+                       "stop stale servers, or start one and set JACK_DEFAULT_SERVER")
+
+
+def stop_jack(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    os.environ.pop("JACK_DEFAULT_SERVER", None)
 
 
 def bench_preset(bpm: float):
@@ -299,9 +346,9 @@ def main(args=None) -> int:
     try:
         result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare)
     finally:
+        gc.collect()  # the daemon's JACK clients (held in reference cycles) close before the server stops
         if jack is not None:
-            jack.terminate()
-            jack.wait(5)
+            stop_jack(jack)
     if ns.json:
         print(json.dumps(result))
         return 0
