@@ -20,12 +20,13 @@ def test_pair_timing_skips_unscheduled_sends_and_checks_the_order():
     records = [(1.000, 1.0001), (1.010, 1.0102)]
     sends = [(0.9, (0x80, 60, 0)), (1.0002, (0x90, 61, 90)), (1.005, (0xB0, 123, 0)), (1.0103, (0x80, 61, 0))]
     arrivals = [(0.902, [0x80, 60, 0]), (1.002, [0x90, 61, 90]), (1.007, [0xB0, 123, 0]), (1.012, [0x80, 61, 0])]
-    assert pair_timing(records, sends, arrivals) == pytest.approx([0.002, 0.002])
+    timing, lost = pair_timing(records, sends, arrivals)
+    assert timing == pytest.approx([0.002, 0.002]) and lost == 0
     swapped = [arrivals[0], arrivals[2], arrivals[1], arrivals[3]]  # sent together, handed over swapped
-    assert pair_timing(records, sends, swapped) == pytest.approx([0.002, 0.002])
-    arrivals[1] = (1.002, [0x90, 62, 90])
-    with pytest.raises(RuntimeError):
-        pair_timing(records, sends, arrivals)
+    assert pair_timing(records, sends, swapped)[0] == pytest.approx([0.002, 0.002])
+    del arrivals[1]  # lost on the way
+    timing, lost = pair_timing(records, sends, arrivals)
+    assert timing == pytest.approx([0.002]) and lost == 1
 
 
 def test_hanging_counts_open_notes_and_cc_123_closes_a_channel():
@@ -43,6 +44,8 @@ def test_a_short_jam_loses_nothing_and_leaves_no_note_hanging(jack_server, model
         assert key in result
     assert result["jack_period_ms"] == pytest.approx(jack_server.period_ms, abs=0.01)
     assert result["player_messages"] > 0 and result["lost_messages"] == 0
-    assert result["hanging_notes"] == 0 and result["hanging_notes_after_shutdown"] == 0
+    assert result["hanging_notes"] == 0  # the daemon closed every note it played
+    if result["output_lost_in_jack"] == 0:  # JACK delivered everything (no xrun): so did the listener see it
+        assert result["hanging_notes_received"] == 0 and result["hanging_notes_after_shutdown"] == 0
     assert result["answers"] >= 1 and result["timing_error_ms_n"] > 0
     assert result["response_ready_ms_n"] >= 1
