@@ -167,6 +167,7 @@ class Conductor(threading.Thread):
         self.error: BaseException | None = None
         self.notes_in = 0
         self.filtered = 0
+        self._expect: ExpectResponse | None = None
         self._halt = threading.Event()
 
     def stop(self, timeout: float = 1.0) -> None:
@@ -203,6 +204,9 @@ class Conductor(threading.Thread):
                     event = inbox.get_nowait()
                 except queue.Empty:
                     event = None
+            if self._expect is not None:  # only the last release of a burst matters
+                self.d.generator.submit(Prepare(self._expect.start_tick, self._expect.end_tick))
+                self._expect = None
             self._controls()
             for action in self.conversation.poll(clock.tick_now()):
                 self._act(action)
@@ -231,6 +235,7 @@ class Conductor(threading.Thread):
         elif kind in (0x80, 0x90):
             d.monitor.note_off(0, data[1])
         tick = d.clock.tick_at(event.time)
+        self._expect = None  # superseded: the player played on
         actions = self.conversation.player(tick, data)
         for action in actions:
             if isinstance(action, CutIn):
@@ -266,7 +271,7 @@ class Conductor(threading.Thread):
         d = self.d
         if isinstance(action, ExpectResponse):
             if d.options.prepare:
-                d.generator.submit(Prepare(action.start_tick, action.end_tick))
+                self._expect = action  # sent once the messages waiting now are handled
         elif isinstance(action, StartResponse):
             d.generator.submit(Respond(action.id, action.start_tick, action.end_tick, time.perf_counter()))
             log.debug("phrase ended (%s); answer %d from tick %d to %d", action.phrase.reason, action.id,

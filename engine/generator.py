@@ -357,11 +357,16 @@ class Generator(threading.Thread):
         self._drain()
 
     def _drain(self) -> None:
+        batch = []
         while True:
             try:
-                self._handle(self._inbox.get_nowait())
+                batch.append(self._inbox.get_nowait())
             except queue.Empty:
                 break
+        for i, cmd in enumerate(batch):
+            if isinstance(cmd, Prepare) and any(not isinstance(c, (Configure, _Sync)) for c in batch[i + 1:]):
+                continue  # superseded before it could help: something came after it
+            self._handle(cmd)
         self._flush()
 
     def _handle(self, cmd) -> None:
