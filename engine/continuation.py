@@ -82,14 +82,15 @@ def prompt_from_midi(path: str | Path, vocab: Vocab = DEFAULT_VOCAB, style: str 
 
 
 def response_start(tokens: list[int], vocab: Vocab, meter: Meter) -> tuple[list[int], int]:
-    """Tokens that carry the stream to the next bar line (or this one), then TURN; and that tick."""
+    """Tokens that carry the stream to the next bar line (or this one), then TURN, then the release of
+    any note still held (the player lets go at the turn, as in the training data); and that tick."""
     enc = StreamEncoder(vocab, meter)
     for t in tokens:
         enc.observe(t)
     start = enc.position if enc.last_bar == enc.position else enc.next_bar
     while start < enc.position:  # the observed stream may have set no bar yet
         start += enc.bar_ticks
-    return enc.advance_to(start) + enc.turn(), start
+    return enc.advance_to(start) + enc.turn() + enc.finish(eos=False), start
 
 
 def continue_prompt(source: TokenSource, prompt: Prompt, settings: ContinueSettings = ContinueSettings(),

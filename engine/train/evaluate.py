@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.continuation import SIDEMAN, ContinueSettings, Prompt, continue_prompt
+from engine.continuation import SIDEMAN, ContinueSettings, Prompt, continue_prompt, response_start
 from engine.grammar import violations
 from engine.markov import MarkovModel
 from engine.metrics import (continuation_metrics, estimate_key, histogram_distance, key_relative_histogram,
@@ -197,11 +197,12 @@ def answer_is_valid(prompt: Prompt, tokens: list[int], grammar: bool = True) -> 
         dec = StreamDecoder(V)
         dec.feed_all(prompt.tokens + tokens)
         return dec.invalid == 0
+    n = len(response_start(prompt.tokens, V, prompt.meter)[0])  # the bridge is ours, not the model's
     state = GrammarState(V, prompt.meter)
-    state.feed_all(prompt.tokens + tokens[:1])  # the bridge's first token is ours, not the model's
+    state.feed_all(prompt.tokens + tokens[:n])
     dec = StreamDecoder(V)
     dec.feed_all(prompt.tokens + tokens)
-    return not violations(tokens[1:], V, SIDEMAN, prompt.meter, state) and dec.invalid == 0
+    return not violations(tokens[n:], V, SIDEMAN, prompt.meter, state) and dec.invalid == 0
 
 
 # ---- the whole evaluation ---------------------------------------------------------------------
