@@ -81,7 +81,7 @@ PRESETS: dict[str, TrainConfig] = {
     "robust-fgsm": TrainConfig(name="robust-fgsm", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
                                batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,
                                checkpoint_every=50, dropout=0.0, collections=("essen", "oneill"),
-                               adversarial="fgsm", adv_epsilon=0.05),
+                               adversarial="fgsm", adv_epsilon=0.03),
     # seconds on a CPU: for tests and smoke runs
     "tiny": TrainConfig(name="tiny", d_model=64, n_layers=2, n_heads=2, d_ff=128, window=128, max_rollback=32,
                         seq_len=128, batch_size=8, max_steps=30, warmup_steps=5, eval_every=10, eval_batches=2,
