@@ -8,6 +8,7 @@ exported to a temporary folder, which is enough to test the plumbing (never ship
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import math
@@ -184,6 +185,13 @@ def running(jack_server, model_path, tmp_path):
         out.close_port()
         time.sleep(0.05)
         listener.close()
+        # close the JACK clients now (not at some later garbage collection): a test session that keeps
+        # dozens of idle clients on one server makes JACK slow to accept new ones
+        daemon.midi_out._midi = None
+        daemon.poller._midi = None
+        listener.midi = None
+    started.clear()
+    gc.collect()
 
 
 def answer_window(daemon: Daemon, index: int = 0) -> tuple[int, int]:
