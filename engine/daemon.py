@@ -84,7 +84,7 @@ class DaemonOptions:
     device: str = "auto"
     threads: int = 1  # torch threads for the decode step; 1 leaves the other cores to the scheduler and JACK
     prepare: bool = True  # generate the likely answer up to its first note while the player is silent
-    realtime_priority: int | None = 3  # SCHED_FIFO for the scheduler thread where allowed (JACK: 10, its clients 5)
+    realtime_priority: int | None = None  # SCHED_FIFO priority for the scheduler thread (e.g. 3: below JACK clients at 5)
 
 
 def apply_options(preset: Preset, options: DaemonOptions) -> Preset:

@@ -57,6 +57,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model file (default models/continuation.pt)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated player")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1, as the daemon)")
+    parser.add_argument("--realtime-priority", type=int, default=None, metavar="N",
+                        help="SCHED_FIFO priority for the daemon's scheduler thread (default: off, as the daemon)")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -254,14 +256,15 @@ def bench_preset(bpm: float):
 
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
-              prepare: bool = True) -> dict:
+              prepare: bool = True, realtime_priority: int | None = None) -> dict:
     from engine.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
     seconds = minutes * 60.0 / speed
     model_path = str(resolve_model_path(model or "models/continuation.pt"))
     preset = bench_preset(bpm)
-    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads, prepare=prepare))
+    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads, prepare=prepare,
+                                          realtime_priority=realtime_priority))
     daemon.start()
     sends: list[tuple[float, tuple]] = []
     real_send = daemon.output.send
@@ -329,6 +332,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "wall_s": round(wall, 1),
         "model": model_path,
         "torch_threads": threads,
+        "realtime_priority": realtime_priority,
         "load_average": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -340,7 +344,8 @@ def _parse(args) -> argparse.Namespace:
         parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
-    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1, prepare=True)
+    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1, prepare=True,
+                                  realtime_priority=None)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -354,7 +359,7 @@ def main(args=None) -> int:
         logging.basicConfig(level=logging.WARNING)
     jack = start_jack()
     try:
-        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare)
+        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority)
     finally:
         gc.collect()  # the daemon's JACK clients (held in reference cycles) close before the server stops
         if jack is not None:

@@ -28,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-every", type=float, default=10.0, metavar="S",
                         help="seconds between status lines (0: none; default 10)")
     parser.add_argument("--device", default="auto", help="model device: auto, cpu or cuda (default auto)")
+    parser.add_argument("--realtime-priority", type=int, default=None, metavar="N",
+                        help="run the scheduler thread SCHED_FIFO at priority N (needs root or rtprio; keep it "
+                             "below JACK's client threads, e.g. 3). Off by default: on a small VM a spinning "
+                             "realtime thread starved jackd's own threads")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads for the model (default 1: with more, one descheduled worker thread "
                              "stalls a decode step for tens of ms on a busy machine)")
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         status_every=args.status_every,
         device=args.device,
         threads=args.threads,
+        realtime_priority=args.realtime_priority,
     )
     daemon = Daemon(preset, options)
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
