@@ -209,7 +209,9 @@ def check_soundfont(ctx: DoctorContext) -> CheckResult:
     except AudioError as exc:
         return CheckResult("SoundFont", Status.WARN, "none: the monitor and `sideman render` are off", str(exc))
     try:
-        import fluidsynth  # noqa: F401
+        from engine.audio.soundfont import import_fluidsynth
+
+        import_fluidsynth()
     except ImportError as exc:
         return CheckResult(
             "SoundFont", Status.WARN, f"{path}, but FluidSynth is not loadable ({exc})",

@@ -72,13 +72,24 @@ SYNTH_SETTINGS: dict[str, object] = {
 }
 
 
+def import_fluidsynth():
+    """The pyfluidsynth module. It prints where it found the library to stdout when CI is set, which
+    would corrupt `--json` output: that line goes to stderr instead."""
+    import contextlib
+    import sys
+
+    with contextlib.redirect_stdout(sys.stderr):
+        import fluidsynth
+    return fluidsynth
+
+
 def load_synth(soundfont: Path, sample_rate: int = 44100, gain: float = 0.5):
     """A pyfluidsynth Synth with `soundfont` loaded; returns (synth, soundfont_id).
 
     The caller owns the synth and must call `synth.delete()`.
     """
     try:
-        import fluidsynth
+        fluidsynth = import_fluidsynth()
     except ImportError as exc:  # the C library or the binding is missing
         raise AudioError(
             f"cannot load FluidSynth ({exc}): `apt-get install fluidsynth` and `pip install pyfluidsynth`"
