@@ -341,6 +341,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
 
 def _parse(args) -> argparse.Namespace:
     if args is None or isinstance(args, (list, tuple)):
+        if args and args[0] == "--":  # `sideman bench live -- --minutes 2` passes the separator along
+            args = args[1:]
         parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
