@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from dataclasses import dataclass
 
 
@@ -35,6 +34,18 @@ class JackServer:
                 self.process.wait()
 
 
+SERVER_NAMES = tuple(f"sideman-test-{i}" for i in range(4))
+
+
+def _name_in_use(name: str) -> bool:
+    """A jackd of that name is running (in this or another test run)."""
+    try:
+        out = subprocess.run(["pgrep", "-f", f"jackd -n {name} "], capture_output=True, text=True)
+    except FileNotFoundError:
+        return False
+    return bool(out.stdout.strip())
+
+
 def jackd_path() -> str | None:
     return shutil.which("jackd")
 
@@ -44,7 +55,13 @@ def start_jack(sample_rate: int = 48000, period: int = 128, timeout: float = 10.
     exe = jackd_path()
     if exe is None:
         raise RuntimeError("jackd not found: install it with `apt-get install jackd2`")
-    name = f"sideman-test-{uuid.uuid4().hex[:8]}"
+    # JACK keeps 8 server slots in /dev/shm and frees the slot of a server that died uncleanly only
+    # for a server of the same name: a small fixed pool of names never fills the registry.
+    for name in SERVER_NAMES:
+        if not _name_in_use(name):
+            break
+    else:
+        raise RuntimeError(f"all JACK test server names are in use: {', '.join(SERVER_NAMES)}")
     proc = subprocess.Popen(
         [exe, "-n", name, "-d", "dummy", "-r", str(sample_rate), "-p", str(period)],
         stdout=subprocess.DEVNULL,

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
-from engine.errors import SidemanError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     decode_bench.add_arguments(decode)
     live = sub.add_parser("live", help="end-to-end live timing over MIDI (engine.bench.live)")
-    live.add_argument("live_args", nargs=argparse.REMAINDER, help="arguments for engine.bench.live")
+    from engine.bench import live as live_bench  # no torch at import
+
+    live_bench.add_arguments(live)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -24,11 +24,6 @@ def run(args: argparse.Namespace) -> int:
         from engine.bench import decode as decode_bench
 
         return decode_bench.main(args)
-    try:
-        live = importlib.import_module("engine.bench.live")
-    except ModuleNotFoundError as exc:
-        if exc.name != "engine.bench.live":
-            raise
-        raise SidemanError("`sideman bench live` needs engine/bench/live.py, which is not in this build; "
-                           "run `sideman bench decode`, or update sideman") from None
-    return int(live.main(args.live_args) or 0)
+    from engine.bench import live as live_bench
+
+    return int(live_bench.main(args) or 0)
