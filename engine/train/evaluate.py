@@ -298,19 +298,6 @@ def format_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def add_arguments(parser) -> None:
-    parser.add_argument("--model", action="append", default=None,
-                        help="model file(s) to evaluate (default: models/continuation.pt)")
-    parser.add_argument("--config", default="continuation", help="training config whose data and mapping to use")
-    parser.add_argument("--prompts", type=int, default=100)
-    parser.add_argument("--bars", type=int, default=2)
-    parser.add_argument("--windows", type=int, default=64, help="validation windows for the losses")
-    parser.add_argument("--markov-order", type=int, default=6)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-limit", type=int, default=None, help="pieces per collection (quick runs)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-
-
 def run(args) -> int:
     models = args.model or [str(Path(__file__).resolve().parents[2] / "models" / "continuation.pt")]
     r = evaluate(models, args.config, args.prompts, args.bars, args.windows, args.markov_order, args.seed,

@@ -339,18 +339,13 @@ def export_best(cfg: TrainConfig, model_cfg: ModelConfig, out: Path, summary: di
 
 
 def main(argv: list[str] | None = None) -> int:
+    from engine.commands.train import add_arguments
+
     parser = argparse.ArgumentParser(description="train a sideman model (also under torchrun)")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return run(args)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", default="continuation", help="a preset name or a .toml/.json file")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field")
-    parser.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint")
-    parser.add_argument("--no-progress", action="store_true")
 
 
 def run(args) -> int:
