@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ import uuid
 
 import numpy as np
 
+from engine.jack import start_dummy_jack
 from engine.midi.input import InputPoller
 from engine.midi.output import MidiOutput
 from engine.midi.ports import PortSpec
@@ -34,33 +34,9 @@ SAMPLE_RATE = 48000
 PERIOD = 128
 
 
-def start_jackd(sample_rate: int = SAMPLE_RATE, period: int = PERIOD, timeout: float = 10.0) -> subprocess.Popen:
+def start_jackd(sample_rate: int = SAMPLE_RATE, period: int = PERIOD) -> subprocess.Popen:
     """Start a private `jackd -d dummy` and point this process at it (JACK_DEFAULT_SERVER)."""
-    import rtmidi
-
-    exe = shutil.which("jackd")
-    if exe is None:
-        raise RuntimeError("jackd not found: install it with `apt-get install jackd2`")
-    name = f"sideman-bench-{uuid.uuid4().hex[:8]}"
-    proc = subprocess.Popen(
-        [exe, "-n", name, "-d", "dummy", "-r", str(sample_rate), "-p", str(period)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    os.environ["JACK_NO_START_SERVER"] = "1"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"jackd exited with code {proc.returncode}")
-        try:
-            rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="probe").get_ports()
-            return proc
-        except rtmidi.RtMidiError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise RuntimeError(f"jackd did not come up within {timeout} s")
+    return start_dummy_jack("sideman-bench", sample_rate, period)[1]
 
 
 # -- load ----------------------------------------------------------------------------------------

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import rtmidi
 
+from engine.bench.live import sounding_after
+
 from engine.daemon import Daemon, DaemonOptions
 from engine.presets import PRESET_DIR, dump_preset, load_preset
 from plumbing_model import plumbing_model
@@ -124,17 +126,8 @@ class Listener(threading.Thread):
 
 
 def hanging(messages) -> set[tuple[int, int]]:
-    """(channel, pitch) left sounding by a sequence of messages (CC 123 ends all on its channel)."""
-    sounding: dict[tuple[int, int], int] = {}
-    for _, data in messages:
-        kind, ch = data[0] & 0xF0, data[0] & 0x0F
-        if kind == 0x90 and data[2] > 0:
-            sounding[(ch, data[1])] = sounding.get((ch, data[1]), 0) + 1
-        elif kind in (0x80, 0x90) and sounding.get((ch, data[1])):
-            sounding[(ch, data[1])] -= 1
-        elif kind == 0xB0 and data[1] in (120, 123):
-            sounding = {k: v for k, v in sounding.items() if k[0] != ch}
-    return {k for k, v in sounding.items() if v}
+    """(channel, pitch) left sounding by (time, bytes) messages."""
+    return sounding_after(data for _, data in messages)
 
 
 def player(port_name: str) -> rtmidi.MidiOut:

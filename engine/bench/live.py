@@ -29,7 +29,6 @@ import json
 import logging
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -40,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import SidemanError
+from engine.jack import start_dummy_jack, stop_jack
 
 SAMPLE_RATE = 48000
 PERIOD = 128
@@ -138,8 +137,8 @@ def player_main(config: dict) -> None:
 # -- measuring ----------------------------------------------------------------------------------------
 
 
-def hanging(messages) -> int:
-    """Notes left sounding by a message sequence (CC 120/123 end all notes of their channel)."""
+def sounding_after(messages) -> set[tuple[int, int]]:
+    """(channel, pitch) left sounding by a sequence of message bytes (CC 120/123 end all on their channel)."""
     sounding: dict[tuple[int, int], int] = {}
     for data in messages:
         kind, ch = data[0] & 0xF0, data[0] & 0x0F
@@ -149,7 +148,11 @@ def hanging(messages) -> int:
             sounding[(ch, data[1])] -= 1
         elif kind == 0xB0 and data[1] in (120, 123):
             sounding = {k: v for k, v in sounding.items() if k[0] != ch}
-    return sum(sounding.values())
+    return {k for k, v in sounding.items() if v}
+
+
+def hanging(messages) -> int:
+    return len(sounding_after(messages))
 
 
 def _stats(values, prefix: str) -> dict:
@@ -195,48 +198,11 @@ def pair_timing(records, sends, arrivals, window: int = 8) -> tuple[list[float],
     return out, lost
 
 
-def start_jack(timeout: float = 10.0) -> subprocess.Popen | None:
-    """A private `jackd -d dummy` unless JACK_DEFAULT_SERVER names one (then None).
-
-    Server names come from a small fixed pool: JACK keeps at most 8 servers in its shared registry and
-    reclaims a dead server's slot only for a server of the same name, so fresh random names would use
-    the registry up after a few unclean exits."""
+def start_jack() -> subprocess.Popen | None:
+    """A private dummy JACK server, unless JACK_DEFAULT_SERVER names one (then None)."""
     if os.environ.get("JACK_DEFAULT_SERVER"):
         return None
-    import rtmidi
-
-    exe = shutil.which("jackd")
-    if exe is None:
-        raise SidemanError("jackd not found: install it with `apt-get install jackd2`")
-    for slot in range(4):
-        name = f"sideman-bench-{slot}"
-        proc = subprocess.Popen([exe, "-n", name, "-d", "dummy", "-r", str(SAMPLE_RATE), "-p", str(PERIOD)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        os.environ["JACK_NO_START_SERVER"] = "1"
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-probe").get_ports()
-                return proc
-            except rtmidi.RtMidiError:
-                time.sleep(0.1)
-        if proc.poll() is None:
-            proc.terminate()
-            proc.wait(5)
-    del os.environ["JACK_DEFAULT_SERVER"]
-    raise SidemanError("could not start jackd (tried sideman-bench-0..3; are they all running?): "
-                       "stop stale servers, or start one and set JACK_DEFAULT_SERVER")
-
-
-def stop_jack(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-    os.environ.pop("JACK_DEFAULT_SERVER", None)
+    return start_dummy_jack("sideman-bench", SAMPLE_RATE, PERIOD)[1]
 
 
 def bench_preset(bpm: float):
