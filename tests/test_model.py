@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import warnings
+from dataclasses import replace
 
 import pytest
 import torch
@@ -122,6 +123,26 @@ def test_random_prefill_decode_rollback_across_slides(seed):
     assert worst < TOL
 
 
+@pytest.mark.parametrize("n_kv_heads", [1, 2])
+def test_grouped_query_attention_cache_equals_recompute(n_kv_heads):
+    """Multi-query (1 kv head) and grouped-query (2 kv heads for 4 query heads): scripted, across slides."""
+    cfg = replace(TINY, n_kv_heads=n_kv_heads)
+    model = tiny(cfg, seed=n_kv_heads)
+    worst, length = run_random_ops(script(model), model, 250, 10 + n_kv_heads, cfg)
+    assert length > 3 * cfg.slots
+    assert worst < TOL
+    model.reset()
+    assert model.blocks[0].kv.shape == (2 * cfg.slots, 2 * n_kv_heads * (cfg.d_model // cfg.n_heads))
+
+
+def test_kv_heads_change_the_model():
+    """A grouped model is a different function (not silently MHA): same seed, different logits."""
+    seq = torch.randint(0, V, (1, 40), generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        outs = [tiny(replace(TINY, n_kv_heads=k), seed=0)(seq) for k in (1, 4)]
+    assert outs[0].shape == outs[1].shape and not torch.allclose(outs[0], outs[1])
+
+
 def test_scripted_equals_eager_including_cache():
     model = tiny()
     scripted = script(model)
@@ -189,12 +210,19 @@ def test_prefill_rejects_chunks_longer_than_max_rollback():
 def test_cache_memory_is_bounded():
     model = tiny()
     model.reset()
-    sizes = [b.k.numel() + b.v.numel() for b in model.blocks]
+    sizes = [b.kv.numel() for b in model.blocks]
     with torch.inference_mode():
         for p in range(5 * TINY.slots):
             model.decode(p % V, p)
-    assert [b.k.numel() + b.v.numel() for b in model.blocks] == sizes
+    assert [b.kv.numel() for b in model.blocks] == sizes
+    assert all(b.kv_pair.data_ptr() == b.kv.data_ptr() for b in model.blocks)  # still one buffer, two views
     assert sizes[0] == 2 * 2 * TINY.d_model * TINY.slots  # k and v, each token stored twice
+
+
+def test_config_validation_kv_heads():
+    with pytest.raises(ValueError, match="n_kv_heads"):
+        ModelConfig(vocab_size=V, d_model=64, n_heads=4, n_kv_heads=3)
+    assert ModelConfig(vocab_size=V).kv_heads == ModelConfig(vocab_size=V).n_heads  # 0 = one kv head per query head
 
 
 def test_config_validation():

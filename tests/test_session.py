@@ -105,7 +105,7 @@ def test_rollback_restores_exact_state(session, model_file):
 
 def test_memory_bounded_and_position_grows(session):
     def cache_shapes():
-        return {n: tuple(b.shape) for n, b in session.module.named_buffers() if n.endswith((".k", ".v", "alibi"))}
+        return {n: tuple(b.shape) for n, b in session.module.named_buffers() if n.endswith((".kv", ".kv_pair", "alibi"))}
 
     sizes = cache_shapes()
     assert len(sizes) == 2 * CFG.n_layers + 1

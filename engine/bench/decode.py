@@ -91,14 +91,26 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-def build_model(device):
-    """The default-size model, random init, scripted as the runtime runs it (float32 CPU, half on CUDA)."""
+DEFAULT_MODEL = "models/continuation.pt"
+
+
+def default_config(model_path: str | None):
+    """The architecture of the shipped default model (its card), or ModelConfig's defaults without one."""
+    from engine.modelfile import read_card
+    from engine.train.model import ModelConfig
+
+    if model_path and os.path.exists(model_path):
+        return ModelConfig.from_dict(read_card(model_path)["model"]), model_path
+    return ModelConfig(vocab_size=DEFAULT_VOCAB.size), "ModelConfig defaults"
+
+
+def build_model(device, cfg):
+    """A model of the given size, random init, scripted as the runtime runs it (float32 CPU, half on CUDA)."""
     import torch
 
-    from engine.train.model import ModelConfig, TransformerLM, count_parameters
+    from engine.train.model import TransformerLM, count_parameters
 
     torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=DEFAULT_VOCAB.size)
     model = TransformerLM(cfg).eval()
     n_params = count_parameters(model)
     with warnings.catch_warnings():
@@ -138,7 +150,7 @@ def hf_gpt2(cfg, device):
 
 
 def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repeats: int = 3,
-                  slide_positions: int = SLIDE_POSITIONS) -> dict:
+                  slide_positions: int = SLIDE_POSITIONS, model_path: str | None = DEFAULT_MODEL) -> dict:
     import torch
 
     dev = torch.device(device)
@@ -147,7 +159,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
     if dev.type == "cpu":
         torch.set_num_threads(threads)
     timer = Timer(dev)
-    module, cfg, n_params = build_model(dev)
+    cfg, cfg_source = default_config(model_path)
+    module, cfg, n_params = build_model(dev, cfg)
     gpt2 = hf_gpt2(cfg, dev)
     floor_w = torch.randn(max(1, n_params // 1024), 1024, device=dev)  # as many fp32 bytes as the weights
     floor_x = torch.randn(1024, device=dev)
@@ -164,7 +177,7 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
         fill(module, slide_positions)
         slide_prefill_s = time.perf_counter() - t0
         slid_pos = slide_positions
-        slid_state = [(b.k.clone(), b.v.clone()) for b in module.blocks]
+        slid_state = [b.kv.clone() for b in module.blocks]
 
         for rep in range(repeats):
             log.info("repeat %d/%d", rep + 1, repeats)
@@ -184,9 +197,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
                                                       tokens, 20, lambda: past.crop(-1)))  # drop the step's token again
             # slid: restore the long session's cache and decode at position 100k+
             module.reset()
-            for b, (k, v) in zip(module.blocks, slid_state):
-                b.k.copy_(k)
-                b.v.copy_(v)
+            for b, kv in zip(module.blocks, slid_state):
+                b.kv.copy_(kv)
             record("slid", timer.samples(lambda: module.decode(7, slid_pos), tokens, 50,
                                          lambda: module.rollback(slid_pos)))
             module.reset()
@@ -207,7 +219,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
     res: dict = {
         "device": device_name(dev, threads),
         "note": "random-init weights: a SPEED benchmark only",
-        "model": {**cfg.to_dict(), "parameters": n_params, "weight_mb_fp32": round(n_params * 4 / 1e6, 2)},
+        "model": {**cfg.to_dict(), "parameters": n_params, "weight_mb_fp32": round(n_params * 4 / 1e6, 2),
+                  "architecture_from": cfg_source},
         "tokens_per_measurement": tokens,
         "repeats": repeats,
         "torch": torch.__version__,
@@ -253,7 +266,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 300, threads: int = 2, repe
 def format_table(r: dict) -> str:
     lines = [
         f"sideman decode benchmark -- {r['device']}, torch {r['torch']}",
-        f"model: d_model {r['model']['d_model']}, {r['model']['n_layers']} layers, {r['model']['n_heads']} heads, "
+        f"model ({r['model']['architecture_from']}): d_model {r['model']['d_model']}, {r['model']['n_layers']} layers, "
+        f"{r['model']['n_heads']} heads / {r['model']['n_kv_heads'] or r['model']['n_heads']} kv heads, "
         f"window {r['model']['window']}, {r['model']['parameters']:,} parameters ({r['model']['weight_mb_fp32']} MB fp32); "
         f"{r['note']}",
         f"{r['tokens_per_measurement']} timed steps per measurement, {r['repeats']} repeats "
@@ -300,12 +314,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of every measurement (default 3)")
     parser.add_argument("--slide", type=int, default=SLIDE_POSITIONS, help="positions of the simulated long session")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help=f"measure a model of this file's architecture (random weights; default {DEFAULT_MODEL})")
 
 
 def main(args: argparse.Namespace) -> int:
     if args.tokens < 10 or args.repeats < 1 or args.threads < 1 or args.slide < 2048:
         raise SidemanError("--tokens >= 10, --repeats >= 1, --threads >= 1 and --slide >= 2048 are required")
-    res = run_benchmark(args.device, args.tokens, args.threads, args.repeats, args.slide)
+    res = run_benchmark(args.device, args.tokens, args.threads, args.repeats, args.slide, args.model)
     print(json.dumps(res) if args.json else format_table(res))
     return 0
 

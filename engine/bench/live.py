@@ -31,6 +31,7 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -39,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.jack import start_dummy_jack, stop_jack
+from engine.jack import read_xruns, start_dummy_jack, stop_jack
 
 SAMPLE_RATE = 48000
 PERIOD = 128
@@ -198,11 +199,11 @@ def pair_timing(records, sends, arrivals, window: int = 8) -> tuple[list[float],
     return out, lost
 
 
-def start_jack() -> subprocess.Popen | None:
-    """A private dummy JACK server, unless JACK_DEFAULT_SERVER names one (then None)."""
+def start_jack(log_path: str) -> subprocess.Popen | None:
+    """A private dummy JACK server logging to `log_path`, unless JACK_DEFAULT_SERVER names one (then None)."""
     if os.environ.get("JACK_DEFAULT_SERVER"):
         return None
-    return start_dummy_jack("sideman-bench", SAMPLE_RATE, PERIOD)[1]
+    return start_dummy_jack("sideman-bench", SAMPLE_RATE, PERIOD, log_path=log_path)[1]
 
 
 def bench_preset(bpm: float):
@@ -231,7 +232,17 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     preset = bench_preset(bpm)
     daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads, prepare=prepare,
                                           realtime_priority=realtime_priority))
+    gc_pauses: list[float] = []  # ms of every collection in this (the daemon's) process during the jam
+    gc_started = [0.0]
+
+    def on_gc(phase: str, _info: dict) -> None:
+        if phase == "start":
+            gc_started[0] = time.perf_counter()
+        else:
+            gc_pauses.append(1000.0 * (time.perf_counter() - gc_started[0]))
+
     daemon.start()
+    gc.callbacks.append(on_gc)
     sends: list[tuple[float, tuple]] = []
     real_send = daemon.output.send
 
@@ -263,6 +274,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         main.join(3)
         out, _ = child.communicate("done\n", timeout=30)
     finally:
+        if on_gc in gc.callbacks:
+            gc.callbacks.remove(on_gc)
         if child.poll() is None:
             child.kill()
         daemon.request_stop()
@@ -283,6 +296,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "hanging_notes_received": hanging([d for _, d in arrivals[:len(arrivals) - (len(sends) - sends_at_end)]]),
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
         "output_lost_in_jack": output_lost,  # sent by the daemon, never delivered (JACK xruns)
+        "gc_collections": len(gc_pauses),
+        "gc_pause_ms_max": round(max(gc_pauses), 3) if gc_pauses else 0.0,
         "answers": gen.responses,
         "prepared_answers_used": gen.prepared_used,
         "prepare": prepare,
@@ -325,13 +340,20 @@ def main(args=None) -> int:
     ns = _parse(args)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING)
-    jack = start_jack()
+    jack_log = os.path.join(tempfile.gettempdir(), f"sideman-bench-jackd-{os.getpid()}.log")
+    jack = start_jack(jack_log)
     try:
         result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority)
     finally:
         gc.collect()  # the daemon's JACK clients (held in reference cycles) close before the server stops
         if jack is not None:
             stop_jack(jack)
+    # None: not our server, so not our log
+    result["jack_xruns"], result["jack_late_clients"] = read_xruns(jack_log) if jack is not None else (None, None)
+    if jack is not None and not result["jack_xruns"]:
+        os.unlink(jack_log)
+    elif jack is not None:
+        result["jack_log"] = jack_log  # kept: what jackd said about its late cycles
     if ns.json:
         print(json.dumps(result))
         return 0
@@ -348,12 +370,15 @@ def main(args=None) -> int:
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
     print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
+    print(f"  garbage collections in the daemon: {result['gc_collections']}, longest {result['gc_pause_ms_max']} ms")
     print(f"  machine: {result['cpu_count']} CPUs, load average {result['load_average']} at the end; "
           f"torch threads {result['torch_threads']}")
     print(f"  lost input messages {result['lost_messages']} of {result['player_messages']}, "
           f"hanging notes {result['hanging_notes']} (at the listener {result['hanging_notes_received']}, "
           f"after shutdown {result['hanging_notes_after_shutdown']}); output messages lost in JACK "
           f"{result['output_lost_in_jack']}")
+    print(f"  JACK cycles not finished in time (xruns): {result['jack_xruns']}"
+          + (f", late clients {result['jack_late_clients']}" if result["jack_late_clients"] else ""))
     return 0
 
 
