@@ -351,6 +351,7 @@ class Daemon:
         self.ready = threading.Event()
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
+        self._froze_heap = False  # start() moves the startup heap out of the collector's reach
         self._close_lock = threading.Lock()
         self._old_switch: float | None = None
         self.started_at = time.monotonic()
@@ -403,6 +404,7 @@ class Daemon:
         # (a full walk of the startup heap took tens of ms: a stall in the middle of an answer).
         gc.collect()
         gc.freeze()
+        self._froze_heap = True
         self.clock.add_listener(lambda event, _clock: self.conductor.post("clock", event))
         self.scheduler.start()
         self.generator.start()
@@ -599,6 +601,8 @@ class Daemon:
             self.monitor.close()
         if self._old_switch is not None:
             sys.setswitchinterval(self._old_switch)
+        if self._froze_heap:
+            gc.unfreeze()  # what start() froze is collectable again (a host process goes on after us)
         log.info("sideman stopped (shutdown took %.0f ms)", 1000 * (time.perf_counter() - t0))
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from engine.bench.live import hanging, main, pair_timing
+from engine.jack import read_xruns
 from plumbing_model import plumbing_model
 
 
@@ -27,6 +28,19 @@ def test_pair_timing_skips_unscheduled_sends_and_checks_the_order():
     del arrivals[1]  # lost on the way
     timing, lost = pair_timing(records, sends, arrivals)
     assert timing == pytest.approx([0.002]) and lost == 1
+
+
+def test_read_xruns_counts_late_cycles_and_names_late_clients(tmp_path):
+    log = tmp_path / "jackd.log"
+    log.write_text("JACK server starting in realtime mode with priority 10\n"
+                   "JackEngine::XRun: client = bench-player was not finished, state = Triggered\n"
+                   "JackEngine::XRun: client = sideman-01 was not finished, state = Running\n"
+                   "JackAudioDriver::ProcessGraphAsyncMaster: Process error\n"
+                   "no message buffer overruns\n"
+                   "JackEngine::XRun: client = bench-player was not finished, state = Triggered\n"
+                   "JackAudioDriver::ProcessGraphAsyncMaster: Process error\n")
+    assert read_xruns(str(log)) == (2, {"bench-player": 2, "sideman-01": 1})
+    assert read_xruns(str(tmp_path / "missing.log")) == (0, {})
 
 
 def test_hanging_counts_open_notes_and_cc_123_closes_a_channel():

@@ -198,6 +198,7 @@ def answer_window(daemon: Daemon, index: int = 0) -> tuple[int, int]:
 def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, jack_server):
     daemon, listener, out = running(response={"length_bars": 2})
     preset = daemon.preset
+    assert gc.get_freeze_count() > 0  # the startup heap is out of the collector's reach while it plays
     last_off = play_phrase(out)
     assert wait_until(lambda: daemon.generator.stats.answers, 3), "no answer was started"
     start, end = answer_window(daemon)

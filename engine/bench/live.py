@@ -223,7 +223,7 @@ def bench_preset(bpm: float):
 
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
-              prepare: bool = True, realtime_priority: int | None = None) -> dict:
+              prepare: bool = True, realtime_priority: int | None = None, jack_log: str | None = None) -> dict:
     from engine.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
@@ -263,8 +263,10 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     try:
         if child.stdout.readline().strip() != "ready":
             raise RuntimeError("the player process did not start")
+        xruns_before = read_xruns(jack_log)[0] if jack_log else 0  # clients coming and going cause some
         if child.stdout.readline().strip() != "played":
             raise RuntimeError("the player process failed")
+        xruns_during = read_xruns(jack_log)[0] - xruns_before if jack_log else None
         wall = time.perf_counter() - t0
         records = list(daemon.scheduler.records)
         gen = daemon.generator.stats
@@ -296,6 +298,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "hanging_notes_received": hanging([d for _, d in arrivals[:len(arrivals) - (len(sends) - sends_at_end)]]),
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
         "output_lost_in_jack": output_lost,  # sent by the daemon, never delivered (JACK xruns)
+        "jack_xruns_during_jam": xruns_during,  # None: not our JACK server, so not our log
         "gc_collections": len(gc_pauses),
         "gc_pause_ms_max": round(max(gc_pauses), 3) if gc_pauses else 0.0,
         "answers": gen.responses,
@@ -343,7 +346,8 @@ def main(args=None) -> int:
     jack_log = os.path.join(tempfile.gettempdir(), f"sideman-bench-jackd-{os.getpid()}.log")
     jack = start_jack(jack_log)
     try:
-        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority)
+        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
+                           jack_log if jack is not None else None)
     finally:
         gc.collect()  # the daemon's JACK clients (held in reference cycles) close before the server stops
         if jack is not None:
@@ -377,7 +381,8 @@ def main(args=None) -> int:
           f"hanging notes {result['hanging_notes']} (at the listener {result['hanging_notes_received']}, "
           f"after shutdown {result['hanging_notes_after_shutdown']}); output messages lost in JACK "
           f"{result['output_lost_in_jack']}")
-    print(f"  JACK cycles not finished in time (xruns): {result['jack_xruns']}"
+    print(f"  JACK cycles not finished in time (xruns): {result['jack_xruns_during_jam']} during the jam, "
+          f"{result['jack_xruns']} in all"
           + (f", late clients {result['jack_late_clients']}" if result["jack_late_clients"] else ""))
     return 0
 
