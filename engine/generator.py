@@ -26,6 +26,7 @@ import bisect
 import copy
 import logging
 import math
+import os
 import queue
 import threading
 import time
@@ -46,6 +47,24 @@ log = logging.getLogger(__name__)
 PLAYER = 0
 SIDEMAN = 1
 SILENCE_SKIP_BARS = 2  # a gap longer than this many empty bars is shortened in the stream
+
+
+GENERATOR_NICE = 10  # the generator works ahead of the music; the threads that keep time come first
+
+
+def lower_thread_priority(nice: int) -> None:
+    """Give the calling thread a nice value (Linux: per thread; needs no privilege to lower priority).
+
+    On a machine with few cores the generator's decode steps and the scheduler's last-millisecond
+    spin compete for a core; at equal priority the kernel can leave the scheduler waiting for a
+    whole time slice (several ms) and a note misses its time. Best effort: ignored where unsupported.
+    """
+    if not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except (OSError, AttributeError) as exc:
+        log.debug("could not lower the generator thread's priority: %s", exc)
 
 
 def response_tag(response_id: int) -> str:
@@ -321,6 +340,7 @@ class Generator(threading.Thread):
     # -- the thread ------------------------------------------------------------------------------
 
     def run(self) -> None:
+        lower_thread_priority(GENERATOR_NICE)
         try:
             self.session.reset()
             self._pending = self._encoder.begin(self.config.style)

@@ -19,10 +19,12 @@ POOL_SIZE = 4
 
 
 def start_dummy_jack(prefix: str, sample_rate: int = 48000, period: int = 128,
-                     timeout: float = 10.0, log_path: str | None = None) -> tuple[str, subprocess.Popen]:
+                     timeout: float = 10.0, log_path: str | None = None,
+                     sync: bool = False) -> tuple[str, subprocess.Popen]:
     """Start `jackd -n PREFIX-i -d dummy` for the first free i; wait until a client connects.
 
     `log_path`: where jackd's messages go (xrun reports among them; see `read_xruns`), else nowhere.
+    `sync`: synchronous mode (`jackd -S`): the server waits for late clients instead of dropping their cycle.
     """
     import rtmidi  # here, so that importing this module needs no rtmidi
 
@@ -32,7 +34,8 @@ def start_dummy_jack(prefix: str, sample_rate: int = 48000, period: int = 128,
     for slot in range(POOL_SIZE):
         name = f"{prefix}-{slot}"
         sink = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - jackd holds it
-        proc = subprocess.Popen([exe, "-n", name, "-d", "dummy", "-r", str(sample_rate), "-p", str(period)],
+        server_args = [exe, "-n", name] + (["-S"] if sync else [])
+        proc = subprocess.Popen(server_args + ["-d", "dummy", "-r", str(sample_rate), "-p", str(period)],
                                 stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
         if log_path:
             sink.close()  # the child has its own descriptor

@@ -53,7 +53,9 @@ def note_key(data) -> tuple[str, int, int] | None:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    tolerance_s: float = 0.002  # later than this past due: dropped (note-offs of sounding notes: sent late)
+    # later than this past due: dropped (note-offs of sounding notes: sent late). Under two JACK periods
+    # of 128 frames: a note a few ms late is inaudible, a dropped one is not.
+    tolerance_s: float = 0.005
     spin_s: float = 0.001  # block until this long before due, then spin
     max_block_s: float = 0.1  # longest single wait on the inbound queue
     record: int = 100_000  # how many (due, sent) pairs to keep for benchmarks; 0 for none

@@ -14,7 +14,10 @@ Numbers:
   player lets go of every key, the likely answer is prepared up to its first note, so this is usually
   a queue hop; `--no-prepare` measures the cold path: prefix prefill plus decode steps);
 - timing_error_ms: arrival at the player's JACK client minus due time, for every scheduled message
-  the scheduler sent (JACK delivers once per period, so up to one period of this is JACK's);
+  the scheduler sent (JACK delivers once per period, so up to one period of this is JACK's). The
+  arrival is RtMidi's JACK-side timestamp (taken in the client's process callback, where a DAW gets
+  the event), put on the perf_counter clock by the message polled soonest after arriving;
+  timing_error_polled_ms is the same by the listener's own poll (late by up to a poll interval);
 - lost_messages: the player's messages that never reached the encoder;
 - hanging_notes: notes the daemon left sounding when the jam ended (before shutdown); also counted at
   the listener, and after shutdown. On a starved machine (VM steal time) JACK can miss a cycle and
@@ -59,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1, as the daemon)")
     parser.add_argument("--realtime-priority", type=int, default=None, metavar="N",
                         help="SCHED_FIFO priority for the daemon's scheduler thread (default: off, as the daemon)")
+    parser.add_argument("--jack-sync", action="store_true",
+                        help="run the private JACK server in synchronous mode (jackd -S): a late client delays "
+                             "the cycle instead of losing it (for starved machines; default: asynchronous)")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -67,16 +73,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 # -- the player process -------------------------------------------------------------------------------
 
 
+class JackListener(threading.Thread):
+    """Records what arrives on a port, with two clocks per message: `poll` (perf_counter when this
+    thread took it from RtMidi's queue: late by up to a poll interval) and `jack` (RtMidi's JACK-side
+    time, accumulated from its deltas: stamped in the JACK client's process callback, the moment a
+    DAW would have the event). `arrivals()` puts the JACK times on the perf_counter clock."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(name="bench-listener", daemon=True)
+        import rtmidi
+
+        from engine.midi.ports import PortSpec, open_input
+
+        self.midi = open_input(PortSpec(port, api="jack", connect=True, client_name="bench-listener"))
+        self.records: list[tuple[float, float, list[int]]] = []  # (poll, jack, data)
+        self.stop_event = threading.Event()
+        self._rtmidi_error = rtmidi.RtMidiError
+
+    def run(self) -> None:
+        jack_time = 0.0
+        now = time.perf_counter
+        while not self.stop_event.is_set():
+            try:
+                msg = self.midi.get_message()
+            except self._rtmidi_error:  # the daemon's port went away at the end
+                break
+            if msg is None:
+                time.sleep(0.0002)
+                continue
+            data, delta = msg
+            jack_time += delta
+            self.records.append((now(), jack_time, list(data)))
+
+    def last_arrival(self) -> float:
+        return self.records[-1][0] if self.records else 0.0
+
+    def arrivals(self, window_s: float = 2.0) -> list[tuple[float, list[int]]]:
+        """(time, data): JACK time plus the smallest poll-minus-JACK offset among the messages within
+        `window_s` (the message polled soonest after it arrived anchors its neighbours)."""
+        if not self.records:
+            return []
+        poll = np.array([r[0] for r in self.records])
+        jack = np.array([r[1] for r in self.records])
+        offset = poll - jack
+        out = []
+        lo = hi = 0
+        for k in range(len(jack)):
+            while jack[lo] < jack[k] - window_s:
+                lo += 1
+            while hi < len(jack) and jack[hi] <= jack[k] + window_s:
+                hi += 1
+            out.append((float(jack[k] + offset[lo:hi].min()), self.records[k][2]))
+        return out
+
+
 def player_main(config: dict) -> None:
     """Runs in a child process: play phrases into `in_port`, record everything from `out_port`."""
     import rtmidi
 
     logging.basicConfig(level=logging.ERROR)  # the daemon's port vanishing at the end is expected here
-    from engine.midi.input import InputPoller
-    from engine.midi.ports import PortSpec
-
-    listener = InputPoller(PortSpec(config["out_port"], api="jack", connect=True, client_name="bench-listener"))
-    listener.open()
+    listener = JackListener(config["out_port"])
     listener.start()
     out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-player")
     names = out.get_ports()
@@ -109,30 +165,20 @@ def player_main(config: dict) -> None:
             time.sleep(beat + 3.2 * bar)
     # let the last answer play out: until the output has been quiet for 1.5 s (at most 10 s)
     deadline = time.perf_counter() + 10
-    arrivals: list[tuple[float, list[int]]] = []
-    quiet_since = time.perf_counter()
-    while time.perf_counter() < deadline and time.perf_counter() - quiet_since < 1.5:
-        try:
-            event = listener.queue.get(timeout=0.1)
-        except Exception:  # noqa: BLE001 - queue.Empty
-            continue
-        arrivals.append((event.time, list(event.data)))
-        quiet_since = time.perf_counter()
+    while time.perf_counter() < deadline and time.perf_counter() - max(listener.last_arrival(), end) < 1.5:
+        time.sleep(0.1)
+    received_before_shutdown = len(listener.records)
     print("played", flush=True)
     # the daemon shuts down now (its closing messages are recorded too); wait for stdin to close
     sys.stdin.readline()
     time.sleep(0.3)
-    while True:
-        try:
-            event = listener.queue.get_nowait()
-        except Exception:  # noqa: BLE001 - queue.Empty
-            break
-        arrivals.append((event.time, list(event.data)))
-    arrivals.sort(key=lambda a: a[0])
-    listener.stop()
+    listener.stop_event.set()
+    listener.join(2)
+    arrivals = listener.arrivals()
+    polled = [(r[0], r[2]) for r in listener.records]
     out.close_port()
-    print(json.dumps({"sent": sent, "cuts": cuts, "arrivals": arrivals,
-                      "input_stats": vars(listener.stats)}), flush=True)
+    print(json.dumps({"sent": sent, "cuts": cuts, "arrivals": arrivals, "polled_arrivals": polled,
+                      "received_before_shutdown": received_before_shutdown}), flush=True)
 
 
 # -- measuring ----------------------------------------------------------------------------------------
@@ -199,11 +245,11 @@ def pair_timing(records, sends, arrivals, window: int = 8) -> tuple[list[float],
     return out, lost
 
 
-def start_jack(log_path: str) -> subprocess.Popen | None:
+def start_jack(log_path: str, sync: bool = False) -> subprocess.Popen | None:
     """A private dummy JACK server logging to `log_path`, unless JACK_DEFAULT_SERVER names one (then None)."""
     if os.environ.get("JACK_DEFAULT_SERVER"):
         return None
-    return start_dummy_jack("sideman-bench", SAMPLE_RATE, PERIOD, log_path=log_path)[1]
+    return start_dummy_jack("sideman-bench", SAMPLE_RATE, PERIOD, log_path=log_path, sync=sync)[1]
 
 
 def bench_preset(bpm: float):
@@ -270,6 +316,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         wall = time.perf_counter() - t0
         records = list(daemon.scheduler.records)
         gen = daemon.generator.stats
+        port_received = daemon.poller.stats.received  # what JACK delivered to the daemon's input port
         status = daemon.status()
         sends_at_end = len(sends)
         daemon.request_stop()
@@ -285,17 +332,21 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     arrivals = player["arrivals"]
     timing_s, output_lost = pair_timing(records, sends, arrivals)
     timing_ms = [1000.0 * e for e in timing_s]
+    polled_s, _ = pair_timing(records, sends, player["polled_arrivals"])
     result = {
         "jack_period_ms": round(1000.0 * PERIOD / SAMPLE_RATE, 3),
         "jack": f"dummy {SAMPLE_RATE} Hz, {PERIOD} frames",
         **{k.replace("ready_ms", "response_ready_ms"): v for k, v in _stats(gen.ready_ms, "ready_ms").items()},
         **_stats(gen.first_token_ms, "first_token_ms"),
         **_stats(timing_ms, "timing_error_ms"),
+        **_stats([1000.0 * e for e in polled_s], "timing_error_polled_ms"),  # the same, by the poll's clock
         **_stats(gen.step_ms, "token_step_ms"),
         "lost_messages": player["sent"] - gen.player_events,
+        "lost_in_jack": player["sent"] - port_received,  # never delivered to the daemon's port (xrun cycles)
+        "lost_in_daemon": port_received - gen.player_events,  # delivered, but never reached the encoder
         "player_messages": player["sent"],
         "hanging_notes": hanging([d for _, d in sends[:sends_at_end]]),  # left open by the daemon
-        "hanging_notes_received": hanging([d for _, d in arrivals[:len(arrivals) - (len(sends) - sends_at_end)]]),
+        "hanging_notes_received": hanging([d for _, d in arrivals[:player["received_before_shutdown"]]]),
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
         "output_lost_in_jack": output_lost,  # sent by the daemon, never delivered (JACK xruns)
         "jack_xruns_during_jam": xruns_during,  # None: not our JACK server, so not our log
@@ -331,7 +382,7 @@ def _parse(args) -> argparse.Namespace:
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
     defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1, prepare=True,
-                                  realtime_priority=None)
+                                  realtime_priority=None, jack_sync=False)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -344,7 +395,7 @@ def main(args=None) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING)
     jack_log = os.path.join(tempfile.gettempdir(), f"sideman-bench-jackd-{os.getpid()}.log")
-    jack = start_jack(jack_log)
+    jack = start_jack(jack_log, ns.jack_sync)
     try:
         result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
                            jack_log if jack is not None else None)
@@ -354,6 +405,7 @@ def main(args=None) -> int:
             stop_jack(jack)
     # None: not our server, so not our log
     result["jack_xruns"], result["jack_late_clients"] = read_xruns(jack_log) if jack is not None else (None, None)
+    result["jack"] += " (synchronous, -S)" if ns.jack_sync and jack is not None else ""
     if jack is not None and not result["jack_xruns"]:
         os.unlink(jack_log)
     elif jack is not None:
@@ -370,14 +422,15 @@ def main(args=None) -> int:
               f"p99 {result['first_token_ms_p99']} ms (n {result['first_token_ms_n']})")
     print(f"  arrival - due at a JACK client: p50 {result['timing_error_ms_p50']} ms, "
           f"p99 {result['timing_error_ms_p99']} ms, max {result['timing_error_ms_max']} ms "
-          f"(n {result['timing_error_ms_n']})")
+          f"(n {result['timing_error_ms_n']}); by the listener's poll: p99 {result['timing_error_polled_ms_p99']} ms")
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
     print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
     print(f"  garbage collections in the daemon: {result['gc_collections']}, longest {result['gc_pause_ms_max']} ms")
     print(f"  machine: {result['cpu_count']} CPUs, load average {result['load_average']} at the end; "
           f"torch threads {result['torch_threads']}")
-    print(f"  lost input messages {result['lost_messages']} of {result['player_messages']}, "
+    print(f"  lost input messages {result['lost_messages']} of {result['player_messages']} "
+          f"({result['lost_in_jack']} never delivered by JACK, {result['lost_in_daemon']} lost by the daemon), "
           f"hanging notes {result['hanging_notes']} (at the listener {result['hanging_notes_received']}, "
           f"after shutdown {result['hanging_notes_after_shutdown']}); output messages lost in JACK "
           f"{result['output_lost_in_jack']}")
