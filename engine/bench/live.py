@@ -340,6 +340,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         **_stats(gen.first_token_ms, "first_token_ms"),
         **_stats(timing_ms, "timing_error_ms"),
         **_stats([1000.0 * e for e in polled_s], "timing_error_polled_ms"),  # the same, by the poll's clock
+        **_stats([1000.0 * (sent - due) for due, sent in records], "send_late_ms"),  # the scheduler's own part
         **_stats(gen.step_ms, "token_step_ms"),
         "lost_messages": player["sent"] - gen.player_events,
         "lost_in_jack": player["sent"] - port_received,  # never delivered to the daemon's port (xrun cycles)
@@ -423,6 +424,8 @@ def main(args=None) -> int:
     print(f"  arrival - due at a JACK client: p50 {result['timing_error_ms_p50']} ms, "
           f"p99 {result['timing_error_ms_p99']} ms, max {result['timing_error_ms_max']} ms "
           f"(n {result['timing_error_ms_n']}); by the listener's poll: p99 {result['timing_error_polled_ms_p99']} ms")
+    print(f"  of which the scheduler's send minus due: p50 {result['send_late_ms_p50']} ms, "
+          f"p99 {result['send_late_ms_p99']} ms, max {result['send_late_ms_max']} ms (the rest is JACK's period)")
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
     print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
