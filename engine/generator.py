@@ -248,6 +248,8 @@ class _Answer:
     generating: bool = True
     first_note: bool = False
     waited: float = 0.0  # seconds spent waiting for the lookahead before the first note
+    began: str = "cold"  # how it met the phrase-end decision: cold, preparing or prepared (see ready_detail)
+    tokens_at_decision: int = 0
     speculative: bool = False  # prepared before the phrase end was decided: events held, not scheduled
     window: tuple[int, int] = (0, 0)  # (start, end) in clock ticks, as asked for
     held: list[tuple[int, bool, int, int]] = field(default_factory=list)  # (tick, on, pitch, velocity)
@@ -270,6 +272,9 @@ class GeneratorStats:
     # decision -> first note-on handed to the scheduler, less any wait for the lookahead (a model that
     # rests a bar before its first note waits for the clock; that is music, not latency)
     ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    # per ready_ms sample: (ms, how the answer began: "prepared" (its first note was ready), "preparing"
+    # (promoted before its first note), "cold"; tokens generated after the decision, ms waited for the clock)
+    ready_detail: deque = field(default_factory=lambda: deque(maxlen=10_000))
     first_token_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first token sampled
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
 
@@ -504,6 +509,8 @@ class Generator(threading.Thread):
     def _promote(self, answer: _Answer, cmd: Respond) -> None:
         """The prepared answer is asked for: its held events go to the scheduler now."""
         answer.id, answer.tag, answer.decided_time = cmd.id, response_tag(cmd.id), cmd.decided_time
+        answer.began = "prepared" if answer.first_note else "preparing"
+        answer.tokens_at_decision = len(answer.tokens)
         answer.speculative, answer.first_note, answer.waited = False, False, 0.0
         for tick, on, pitch, velocity in answer.held:
             self._schedule(answer, tick, on, pitch, velocity)
@@ -555,6 +562,8 @@ class Generator(threading.Thread):
     def _lookahead_wait(self, answer: _Answer) -> float:
         """Seconds to wait before the next token (0: go on)."""
         clock = self.clock
+        if answer.speculative and not answer.first_note:
+            return 0.0  # a prepared answer goes on to its first note whatever the clock: it is only held
         if not clock.running:
             return 0.05
         now_tick = self._stream_tick(clock.tick_now())
@@ -603,6 +612,9 @@ class Generator(threading.Thread):
                 answer.first_note = True
                 ready = time.perf_counter() - answer.decided_time - answer.waited
                 self.stats.ready_ms.append(ready * 1000.0)
+                self.stats.ready_detail.append((round(ready * 1000.0, 3), answer.began,
+                                                len(answer.tokens) - answer.tokens_at_decision,
+                                                round(answer.waited * 1000.0, 3)))
 
     def _finish(self, answer: _Answer) -> None:
         """The answer reached its end: close its sounding notes there, in the stream and on the wire."""

@@ -338,6 +338,10 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "jack": f"dummy {SAMPLE_RATE} Hz, {PERIOD} frames",
         **{k.replace("ready_ms", "response_ready_ms"): v for k, v in _stats(gen.ready_ms, "ready_ms").items()},
         **_stats(gen.first_token_ms, "first_token_ms"),
+        # the slowest answers: (ms, began cold / preparing / prepared, tokens after the decision, ms waited)
+        "response_ready_slowest": sorted(gen.ready_detail, reverse=True)[:5],
+        "response_ready_began": {k: sum(1 for d in gen.ready_detail if d[1] == k)
+                                 for k in ("prepared", "preparing", "cold")},
         **_stats(timing_ms, "timing_error_ms"),
         **_stats([1000.0 * e for e in polled_s], "timing_error_polled_ms"),  # the same, by the poll's clock
         **_stats([1000.0 * (sent - due) for due, sent in records], "send_late_ms"),  # the scheduler's own part
@@ -418,6 +422,8 @@ def main(args=None) -> int:
           f"in {result['wall_s']} s; JACK {result['jack']} (period {result['jack_period_ms']} ms)")
     print(f"  phrase end -> first answer note ready: p50 {result['response_ready_ms_p50']} ms, "
           f"p99 {result['response_ready_ms_p99']} ms (n {result['response_ready_ms_n']})")
+    print(f"  answers by how they met the decision: {result['response_ready_began']}; slowest "
+          f"(ms, began, tokens after the decision, ms waited for the clock): {result['response_ready_slowest'][:3]}")
     if result["first_token_ms_n"]:
         print(f"  phrase end -> first answer token sampled (answers not prepared): p50 {result['first_token_ms_p50']} ms, "
               f"p99 {result['first_token_ms_p99']} ms (n {result['first_token_ms_n']})")

@@ -246,6 +246,8 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
             loaded = load_model(path, V, "cpu")
         module = loaded.module.eval()
         name = loaded.name
+        if name in result.get("models", {}):  # two files of one card name (a retrained model vs the shipped one)
+            name = f"{name} ({path})"
         entry = {"path": str(path), "val_loss": round(model_losses(module, win), 4),
                  "clean_second_half": round(model_losses(module, win, half), 4),
                  "noisy_second_half": round(model_losses(module, noisy, half), 4)}
