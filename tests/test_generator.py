@@ -292,3 +292,21 @@ def test_a_prepared_answer_goes_back_when_the_player_goes_on(rig):
     events = dec.feed_all(history)
     assert events[-1].role == 0 and not events[-1].on and events[-1].pitch == 65
     assert dec.bars.count(192) == 1 and V.turn in history  # the answer asked for (192..288) is in the stream
+
+
+def test_a_prepared_answer_reaches_its_first_note_whatever_the_clock(rig):
+    """Held, never scheduled, a prepared answer is not paced by the clock: it must be ready at the
+    decision even if the model opens it with a rest longer than the lookahead (here: a stopped clock,
+    which paces a real answer to a halt)."""
+    gen, session, clock, sched = rig
+    gen.submit(Configure(GeneratorConfig(seed=3, lookahead_beats=1)))
+    play(gen)
+    clock.running = False
+    gen.submit(Prepare(96, 96 + 2 * 96))
+    settle(gen)
+    assert gen._answer.speculative and gen._answer.first_note and gen._answer.held
+    assert sched.events == []
+    clock.running = True
+    gen.submit(Respond(1, 96, 96 + 2 * 96, time.perf_counter()))
+    assert gen.sync()
+    assert gen.stats.ready_detail[-1][1] == "prepared" and sched.events
