@@ -271,12 +271,17 @@ class GeneratorStats:
     answers: deque = field(default_factory=lambda: deque(maxlen=1000))  # (id, start, end) in clock ticks
     # decision -> first note-on handed to the scheduler, less any wait for the lookahead (a model that
     # rests a bar before its first note waits for the clock; that is music, not latency)
-    ready_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
-    # per ready_ms sample: (ms, how the answer began: "prepared" (its first note was ready), "preparing"
-    # (promoted before its first note), "cold"; tokens generated after the decision, ms waited for the clock)
+    # decision -> first note handed to the scheduler, per answer: (ms, how the answer began: "prepared"
+    # (its first note was ready), "preparing" (promoted before its first note), "cold"; tokens generated
+    # after the decision, ms waited for the clock)
     ready_detail: deque = field(default_factory=lambda: deque(maxlen=10_000))
     first_token_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # decision -> first token sampled
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
+
+    @property
+    def ready_ms(self) -> list[float]:
+        """Decision -> first note handed to the scheduler, ms, per answer."""
+        return [d[0] for d in self.ready_detail]
 
 
 class Generator(threading.Thread):
@@ -611,7 +616,6 @@ class Generator(threading.Thread):
             if not answer.first_note:
                 answer.first_note = True
                 ready = time.perf_counter() - answer.decided_time - answer.waited
-                self.stats.ready_ms.append(ready * 1000.0)
                 self.stats.ready_detail.append((round(ready * 1000.0, 3), answer.began,
                                                 len(answer.tokens) - answer.tokens_at_decision,
                                                 round(answer.waited * 1000.0, 3)))

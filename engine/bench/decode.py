@@ -31,6 +31,7 @@ import platform
 import statistics
 import time
 import warnings
+from pathlib import Path
 from typing import Callable
 
 from engine.errors import SidemanError
@@ -95,7 +96,7 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
 
 
-DEFAULT_MODEL = "models/continuation.pt"
+DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "continuation.pt")  # the shipped model
 
 
 def default_config(model_path: str | None):
@@ -103,7 +104,7 @@ def default_config(model_path: str | None):
     from engine.modelfile import read_card
     from engine.train.model import ModelConfig
 
-    if model_path and os.path.exists(model_path):
+    if model_path and Path(model_path).exists():
         return ModelConfig.from_dict(read_card(model_path)["model"]), model_path
     return ModelConfig(vocab_size=DEFAULT_VOCAB.size), "ModelConfig defaults"
 
@@ -339,7 +340,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=20, help="rounds, each sampling every measurement (default 20)")
     parser.add_argument("--slide", type=int, default=SLIDE_POSITIONS, help="positions of the simulated long session")
     parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help=f"measure a model of this file's architecture (random weights; default {DEFAULT_MODEL})")
+                        help="measure a model of this file's architecture (random weights; default: the shipped model)")
 
 
 def main(args: argparse.Namespace) -> int:

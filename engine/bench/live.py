@@ -91,19 +91,24 @@ class JackListener(threading.Thread):
         self._rtmidi_error = rtmidi.RtMidiError
 
     def run(self) -> None:
+        from engine.midi.ports import close
+
         jack_time = 0.0
         now = time.perf_counter
-        while not self.stop_event.is_set():
-            try:
-                msg = self.midi.get_message()
-            except self._rtmidi_error:  # the daemon's port went away at the end
-                break
-            if msg is None:
-                time.sleep(0.0002)
-                continue
-            data, delta = msg
-            jack_time += delta
-            self.records.append((now(), jack_time, list(data)))
+        try:
+            while not self.stop_event.is_set():
+                try:
+                    msg = self.midi.get_message()
+                except self._rtmidi_error:  # the daemon's port went away at the end
+                    break
+                if msg is None:
+                    time.sleep(0.0002)
+                    continue
+                data, delta = msg
+                jack_time += delta
+                self.records.append((now(), jack_time, list(data)))
+        finally:
+            close(self.midi)
 
     def last_arrival(self) -> float:
         return self.records[-1][0] if self.records else 0.0
