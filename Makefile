@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DEBIAN_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm libportaudio2
+DEBIAN_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm libportaudio2 gcc
+KERNEL := engine/native/libsideman_decode.so
 TORCH_VERSION := 2.13.0
 
 .PHONY: run test setup system-deps bench clean help
@@ -13,7 +14,7 @@ help:
 	@echo "make test   set up, then run the test suite"
 	@echo "make bench  run the decode and live benchmarks"
 
-setup: system-deps $(STAMP)
+setup: system-deps $(STAMP) $(KERNEL)
 
 # Debian packages: installed when running as root and missing, else a message saying what to install.
 system-deps:
@@ -27,6 +28,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+# the native decode kernel: plain C, built for this machine's CPU (without a compiler the runtime
+# falls back to the slower TorchScript decode step and says so)
+$(KERNEL): engine/native/decode.c engine/native/build.py $(STAMP)
+	$(PY) -m engine.native.build
+
 run: setup
 	bash scripts/run.sh $(ARGS)
 
@@ -38,4 +44,4 @@ bench: setup
 	$(VENV)/bin/sideman bench live
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .hypothesis $(KERNEL)

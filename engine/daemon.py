@@ -588,6 +588,8 @@ class Daemon:
         for part in (self.conductor, self.poller, self.generator):
             if part is not None:
                 part.stop(0.5)
+        if self.session is not None and (self.generator is None or not self.generator.is_alive()):
+            self.session.close()  # the decode kernel's threads; only once nothing can call it any more
         if self.scheduler is not None:
             if self.scheduler.is_alive():
                 self.scheduler.stop(0.5)

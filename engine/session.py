@@ -9,6 +9,11 @@
 The model's cache is a ring of `window + max_rollback` slots (see engine/train/model.py), so the
 context slides by itself: the cost per token is flat for hours, memory is bounded, and no re-prefill
 ever happens. Not thread-safe: one owner (the generator thread) drives a session.
+
+The decode step runs on the native kernel (engine/native: the same computation fused into one C call
+over the module's own weights and cache, ~6x faster than the TorchScript step on a small CPU) when it
+is built and the model runs float32 on the CPU; otherwise on the module's TorchScript `decode`. Prefill,
+rollback and reset always use the TorchScript module; both decode paths share its cache.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ import torch
 
 from engine.errors import ModelError
 from engine.modelfile import LoadedModel
+from engine.native.kernel import NativeDecoder, NativeKernelUnavailable
 
 log = logging.getLogger(__name__)
 
 WARMUP_TOKENS = 64
+KERNELS = ("auto", "native", "torchscript")
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -44,7 +51,7 @@ class ModelSession:
     """Incremental inference over one model: feed, step, append, rollback; the context slides."""
 
     def __init__(self, loaded: LoadedModel, device: str | torch.device = "auto", half: bool | None = None,
-                 threads: int | None = None, warmup: bool = True) -> None:
+                 threads: int | None = None, warmup: bool = True, kernel: str = "auto") -> None:
         cfg = loaded.card["model"]
         self.card = loaded.card
         self.name = loaded.name
@@ -65,6 +72,8 @@ class ModelSession:
         # up to 0.25 from the unfrozen module (prefill was right); the model's own (in, out) weight
         # layout already gets what freezing's linear pre-transposition would.
         self.module = module
+        self.threads = torch.get_num_threads()
+        self._native = self._native_decoder(kernel)
         self._history: deque[int] = deque(maxlen=self.window + self.max_rollback)
         self._position = 0
         self._max_written = -1
@@ -73,6 +82,40 @@ class ModelSession:
         if warmup:
             self.warm_up()
         self.reset()
+
+    def _native_decoder(self, kernel: str) -> NativeDecoder | None:
+        """The native decode kernel for this model, or None for the TorchScript path (kernel 'auto' falls
+        back with a warning; 'native' raises when the kernel cannot run the model)."""
+        if kernel not in KERNELS:
+            raise ModelError(f"unknown decode kernel {kernel!r}: use one of {', '.join(KERNELS)}")
+        if kernel == "torchscript":
+            return None
+        try:
+            if self.device.type != "cpu" or self.half:
+                raise NativeKernelUnavailable(f"the native kernel runs float32 on the CPU, not "
+                                              f"{'half' if self.half else 'float32'} on {self.device}")
+            with torch.inference_mode():
+                self.module.reset()
+            decoder = NativeDecoder(self.module, threads=self.threads)
+        except NativeKernelUnavailable as exc:
+            if kernel == "native":
+                raise
+            if self.device.type == "cpu":
+                log.warning("decoding %s on the TorchScript path (slower): %s", self.name, exc)
+            return None
+        log.debug("decoding %s on the native kernel, %d thread(s)", self.name, self.threads)
+        return decoder
+
+    @property
+    def kernel(self) -> str:
+        """Which decode path runs: 'native' or 'torchscript'."""
+        return "native" if self._native is not None else "torchscript"
+
+    def close(self) -> None:
+        """Stop the native kernel's worker threads (if any); the session falls back to TorchScript decode."""
+        if self._native is not None:
+            self._native.close()
+            self._native = None
 
     # ---- state ------------------------------------------------------------------------------
     @property
@@ -106,6 +149,10 @@ class ModelSession:
             self.module.reset()
             if self._condition is not None:
                 self.module.set_condition(self._condition)
+        # positions start at 0: the window's origin is fixed now, whichever path writes first
+        self.module.origin = 0
+        if self._native is not None:
+            self._native.bind(self.module)  # reset() reallocated the cache
         self._history.clear()
         self._position = 0
         self._max_written = -1
@@ -121,6 +168,8 @@ class ModelSession:
         self._condition = z.to(self.device)
         with torch.inference_mode():
             self.module.set_condition(self._condition)
+        if self._native is not None:
+            self._native.bind(self.module)  # the condition embedding is a new tensor
 
     def feed(self, tokens: Iterable[int]) -> torch.Tensor | None:
         """Prefill tokens (in chunks of at most max_rollback); returns the logits after the last."""
@@ -143,8 +192,11 @@ class ModelSession:
         t = int(token)
         if not 0 <= t < self.vocab_size:
             raise ModelError(f"token {t} out of range 0..{self.vocab_size - 1}")
-        with torch.inference_mode():
-            logits = self.module.decode(t, self._position)
+        if self._native is not None:
+            logits = self._native.step(t, self._position)
+        else:
+            with torch.inference_mode():
+                logits = self.module.decode(t, self._position)
         self._advance((t,))
         self._logits = self._to_host(logits)
         return self._logits

@@ -4,11 +4,16 @@
     python -m engine.bench.decode ...
 
 For the default model size (random weights: this measures speed only, not quality):
-- per-token latency with the KV cache (p50 / p99, after an untimed warm-up) at contexts 256 and 1024;
+- per-token latency with the KV cache (p50 / p99, after an untimed warm-up) at contexts 256 and 1024,
+  on the path the runtime takes (the native kernel when it is built, else TorchScript), and on the
+  TorchScript step for comparison;
 - full recompute of the whole context at the same contexts;
 - the same-size Hugging Face GPT2LMHeadModel with its KV cache (if `transformers` is installed);
 - the machine's weight-streaming floor, measured now: a mat-vec over as many fp32 bytes as the
-  model has weights (a batch-1 decode step must read every weight once);
+  model has weights (a batch-1 decode step must read every weight once), by torch.mv (MKL) and by the
+  native kernel's own mat-vec on its own threads; the floor is the faster of the two in each round
+  (the kernel's is ~2x faster than torch.mv here: a floor measured by torch.mv alone would be
+  inflated, and a step could come out "below the floor");
 - prefill throughput, and the per-token latency after a simulated hour-long session (100k+
   positions slid through the ring) against a fresh one;
 - the ratios.
@@ -154,6 +159,19 @@ def hf_gpt2(cfg, device):
     return model.half() if device.type == "cuda" else model
 
 
+def native_decoders(dev, modules, threads: int) -> list:
+    """One native decoder per module (bound to its cache), or [] when the kernel cannot run here."""
+    if dev.type != "cpu":
+        return []
+    from engine.native.kernel import NativeDecoder, NativeKernelUnavailable
+
+    try:
+        return [NativeDecoder(m, threads=threads) for m in modules]
+    except NativeKernelUnavailable as exc:
+        log.warning("native decode kernel unavailable (%s): measuring the TorchScript step only", exc)
+        return []
+
+
 def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repeats: int = 20,
                   slide_positions: int = SLIDE_POSITIONS, model_path: str | None = DEFAULT_MODEL) -> dict:
     """Every measurement sampled in each of `repeats` rounds, round-robin, so that a machine whose speed
@@ -170,7 +188,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
     module, cfg, n_params = build_model(dev, cfg)
     gpt2 = hf_gpt2(cfg, dev)
     floor_w = torch.randn(max(1, n_params // 1024), 1024, device=dev)  # as many fp32 bytes as the weights
-    floor_x = torch.randn(1024, device=dev)
+    floor_x = torch.randn(1024, device=dev)  # torch.mv: w (rows, 1024) @ x
+    floor_xt = torch.randn(floor_w.shape[0], device=dev)  # the kernel's: xt @ w, the model's (in, out) layout
     recompute_reps = 2
     rounds: list[dict[str, list[float]]] = []
 
@@ -192,6 +211,7 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
         slid_pos = slide_positions
         if int(long_session.origin) != 0 or slid_pos < cfg.window:
             raise SidemanError("the slid session must attend a full window")
+        kernels = native_decoders(dev, [*fresh.values(), long_session], threads)
         seqs = {ctx: torch.randint(0, cfg.vocab_size, (1, ctx + 1), device=dev) for ctx in CONTEXTS}
         hf_state = {}
         if gpt2 is not None:
@@ -201,12 +221,25 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
         for rep in range(repeats):
             log.info("round %d/%d", rep + 1, repeats)
             r: dict[str, list[float]] = {}
-            r["floor"] = timer.samples(lambda: torch.mv(floor_w, floor_x), tokens, 20)
-            for ctx in CONTEXTS:
+            r["floor_torch_mv"] = timer.samples(lambda: torch.mv(floor_w, floor_x), tokens, 20)
+            if kernels:
+                k0 = kernels[0]
+                r["floor_kernel_mv"] = timer.samples(lambda: k0.matvec(floor_w, floor_xt), tokens, 20)
+            r["floor"] = min((r[k] for k in ("floor_torch_mv", "floor_kernel_mv") if k in r), key=lambda xs: pct(xs, 0.5))
+            for i, ctx in enumerate(CONTEXTS):
                 m = fresh[ctx]
-                r[f"cached_{ctx}"] = timer.samples(lambda: m.decode(7, ctx), tokens, 20, lambda: m.rollback(ctx))
-            r["slid"] = timer.samples(lambda: long_session.decode(7, slid_pos), tokens, 20,
-                                      lambda: long_session.rollback(slid_pos))
+                r[f"torchscript_{ctx}"] = timer.samples(lambda: m.decode(7, ctx), tokens, 20, lambda: m.rollback(ctx))
+                if kernels:
+                    k = kernels[i]
+                    r[f"cached_{ctx}"] = timer.samples(lambda: k.step(7, ctx), tokens, 20)
+                else:
+                    r[f"cached_{ctx}"] = r[f"torchscript_{ctx}"]
+            if kernels:
+                k_slid = kernels[-1]
+                r["slid"] = timer.samples(lambda: k_slid.step(7, slid_pos), tokens, 20)
+            else:
+                r["slid"] = timer.samples(lambda: long_session.decode(7, slid_pos), tokens, 20,
+                                          lambda: long_session.rollback(slid_pos))
             for ctx in CONTEXTS:
                 if gpt2 is not None:
                     past, tok = hf_state[ctx], seqs[ctx][:, ctx:]
@@ -222,6 +255,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
                 timer.sync()
                 r["prefill_s"] = [time.perf_counter() - t0]
             rounds.append(r)
+        for k in kernels:
+            k.close()
 
     def per_round(key: str, q: float = 0.5) -> list[float]:
         return [pct(r[key], q) for r in rounds if key in r]
@@ -245,12 +280,15 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
         "tokens_per_measurement": tokens,
         "repeats": repeats,
         "torch": torch.__version__,
+        "kernel": "native" if kernels else "torchscript",
     }
     top = CONTEXTS[-1]
     for ctx in CONTEXTS:
         res[f"cached_ms_p50_ctx{ctx}"] = round(med(f"cached_{ctx}"), 4)
         res[f"cached_ms_p99_ctx{ctx}"] = round(med(f"cached_{ctx}", 0.99), 4)
         res[f"cached_ms_p50_spread_ctx{ctx}"] = spread(f"cached_{ctx}")
+        res[f"torchscript_ms_p50_ctx{ctx}"] = round(med(f"torchscript_{ctx}"), 4)
+        res[f"torchscript_ms_p99_ctx{ctx}"] = round(med(f"torchscript_{ctx}", 0.99), 4)
         res[f"recompute_ms_p50_ctx{ctx}"] = round(med(f"recompute_{ctx}"), 3)
         if gpt2 is not None:
             res[f"hf_gpt2_ms_p50_ctx{ctx}"] = round(med(f"hf_{ctx}"), 4)
@@ -260,6 +298,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
     res["hf_gpt2_ms_p50"] = res.get(f"hf_gpt2_ms_p50_ctx{top}")
     res["floor_ms"] = round(med("floor"), 4)
     res["floor_ms_spread"] = spread("floor")
+    res["floor_torch_mv_ms"] = round(med("floor_torch_mv"), 4)
+    res["floor_kernel_mv_ms"] = round(med("floor_kernel_mv"), 4) if kernels else None
     res["slid_ms_p50"] = round(med("slid"), 4)
     res["slid_ms_p99"] = round(med("slid", 0.99), 4)
     res["slid_position"] = slid_pos
@@ -274,6 +314,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repea
         "cached_ctx256_over_floor": round(ratio("cached_256", "floor"), 2),
         "p99_over_p50": round(ratio(f"cached_{top}", f"cached_{top}", 0.99, 0.5), 2),
         "slid_over_fresh": round(ratio("slid", f"cached_{top}"), 3),
+        "torchscript_over_cached_ctx1024": round(ratio(f"torchscript_{top}", f"cached_{top}"), 2),
+        "torchscript_over_floor": round(ratio(f"torchscript_{top}", "floor"), 2),
     }
     ra = res["ratios"]
     res["targets"] = {
@@ -306,8 +348,12 @@ def format_table(r: dict) -> str:
         lines.append(f"{name:44s} {p50:9.3f} {p99s}{sp}")
 
     for ctx in CONTEXTS:
-        row(f"sideman, KV cache, ctx {ctx}", r[f"cached_ms_p50_ctx{ctx}"], r[f"cached_ms_p99_ctx{ctx}"],
+        row(f"sideman, KV cache, ctx {ctx} ({r['kernel']})", r[f"cached_ms_p50_ctx{ctx}"], r[f"cached_ms_p99_ctx{ctx}"],
             r[f"cached_ms_p50_spread_ctx{ctx}"])
+    if r["kernel"] == "native":
+        for ctx in CONTEXTS:
+            row(f"sideman, KV cache, ctx {ctx} (torchscript)", r[f"torchscript_ms_p50_ctx{ctx}"],
+                r[f"torchscript_ms_p99_ctx{ctx}"])
     row(f"sideman, after {r['slid_position']:,} positions (slid)", r["slid_ms_p50"], r["slid_ms_p99"])
     for ctx in CONTEXTS:
         row(f"sideman, full recompute, ctx {ctx}", r[f"recompute_ms_p50_ctx{ctx}"])
@@ -317,7 +363,10 @@ def format_table(r: dict) -> str:
                 r[f"hf_gpt2_ms_p50_spread_ctx{ctx}"])
     if r["hf_gpt2_ms_p50"] is None:
         lines.append("HF GPT-2: not measured (pip install 'sideman[bench]' for transformers)")
-    row("weight-streaming floor (fp32 mat-vec)", r["floor_ms"], None, r["floor_ms_spread"])
+    row("weight-streaming floor (fp32 mat-vec, faster)", r["floor_ms"], None, r["floor_ms_spread"])
+    row("  by torch.mv", r["floor_torch_mv_ms"])
+    if r["floor_kernel_mv_ms"] is not None:
+        row("  by the native kernel's mat-vec", r["floor_kernel_mv_ms"])
     lines.append(f"prefill: {r['prefill_tokens_per_s']:,} tokens/s (a {r['model']['window']}-token window in "
                  f"chunks of {r['model']['max_rollback']}); {r['slide_prefill_tokens_per_s']:,} tokens/s over the "
                  f"{r['slid_position']:,}-position slide")

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "decode.c"
 LIBRARY = HERE / "libsideman_decode.so"
-FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra", "-Werror"]
+FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra"]
 
 
 def compiler() -> str | None:
@@ -46,7 +46,7 @@ def build(force: bool = False) -> Path | None:
                     "`python -m engine.native.build`")
         return None
     tmp = LIBRARY.with_suffix(".so.tmp")
-    cmd = [cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lpthread", "-lm"]
+    cmd = [cc, *FLAGS, "-o", str(tmp), str(SOURCE), "-lm"]
     log.info("building the native decode kernel: %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:

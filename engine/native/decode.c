@@ -9,12 +9,13 @@
  *     threads and merged flash-decoding style (max, sum, weighted values per thread);
  *   - exp and the tanh-GELU vectorised (a polynomial exp; libm's scalar expf/tanhf cost more than the
  *     matrix-vector products);
- *   - one team of threads for the whole step, joined by spinning barriers (5 per layer) instead of a
- *     fork and join per operator.
+ *   - one OpenMP parallel region for the whole step, 5 barriers per layer, instead of a fork and join
+ *     per operator.
  *
- * Threads: the caller is thread 0; `threads - 1` workers are created once and wait for work by
- * spinning for a while (SPIN_NS) after each step and then sleeping on a futex, so an idle decoder
- * costs no CPU. threads = 1 runs everything on the caller: no workers, no barriers.
+ * Threads: OpenMP, and the same OpenMP runtime as torch's (the library needs libgomp.so.1, which torch
+ * has already loaded when engine/native/kernel.py loads this), so the kernel and torch's own operators
+ * share one pool of threads: two pools spinning on a 2-core machine deschedule each other. threads = 1
+ * runs on the caller alone: no region, no barriers.
  *
  * Layouts (see the model): linear weights (in, out) row-major; each layer's KV ring `kv` is (2S, 2 kv hs):
  * row r = [k (kv hs) | v (kv hs)] of the token in slot r % S, every token written at slot and slot + S;
@@ -23,22 +24,14 @@
  * No Python, no torch headers: engine/native/kernel.py loads it with ctypes.
  */
 #define _GNU_SOURCE
-#include <limits.h>
-#include <linux/futex.h>
 #include <math.h>
-#include <pthread.h>
-#include <sched.h>
-#include <stdatomic.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
 
-#define ABI_VERSION 1
+#define ABI_VERSION 2
 #define MAX_THREADS 64
-#define SPIN_NS 1000000LL /* a worker spins this long after a step before it sleeps */
 #define LN_EPS 1e-5f
 #define ALIGN 64
 
@@ -60,12 +53,6 @@ typedef struct {
     float *y;      /* (d_model): attention output, merged (each thread its own copy) */
 } scratch_t;
 
-typedef struct {
-    _Atomic unsigned count;
-    _Atomic unsigned sense;
-    unsigned n;
-} barrier_t;
-
 typedef struct decoder {
     int vocab, C, L, nh, nkv, group, hs, kvs, F, W, S, T, width;
     float scale;
@@ -73,7 +60,7 @@ typedef struct decoder {
     layer_t *layers;
     float *x, *qkv, *f; /* shared: residual (C), fused q|k|v (C + 2 kvs), hidden (F) */
     scratch_t sc[MAX_THREADS];
-    /* the current job, published to workers by `gen`: a decode step, or the floor's mat-vec */
+    /* the current job: a decode step, or the floor's mat-vec */
     int job;
     const float *mv_w, *mv_x;
     float *mv_y;
@@ -81,30 +68,9 @@ typedef struct decoder {
     int token;
     int64_t pos, origin;
     float *logits;
-    _Atomic uint32_t gen;
-    _Atomic int sleepers;
-    _Atomic int stop;
-    barrier_t bar;
-    unsigned caller_sense; /* thread 0's barrier sense: whichever thread calls step is thread 0 */
-    pthread_t workers[MAX_THREADS];
-    int n_workers;
 } decoder_t;
 
 /* ---- small helpers ------------------------------------------------------------------------------ */
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static int64_t now_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static float *alloc_floats(size_t n) {
     size_t bytes = ((n * sizeof(float) + ALIGN - 1) / ALIGN) * ALIGN;
     float *p = aligned_alloc(ALIGN, bytes ? bytes : ALIGN);
@@ -121,22 +87,10 @@ static void share(int n, int tid, int T, int align, int *a, int *b) {
     *b = lo + chunk < n ? lo + chunk : n;
 }
 
-static void barrier_wait(barrier_t *b, unsigned *local_sense) {
-    if (b->n == 1) return;
-    unsigned s = !*local_sense;
-    *local_sense = s;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->sense, s, memory_order_release);
-    } else {
-        unsigned spins = 0;
-        while (atomic_load_explicit(&b->sense, memory_order_acquire) != s) {
-            cpu_relax();
-            if (++spins > 20000) { /* the other thread was descheduled: give the core back */
-                sched_yield();
-                spins = 0;
-            }
-        }
+/* all threads of the team meet here (an orphaned OpenMP barrier: called inside the step's region) */
+static inline void team_barrier(int nt) {
+    if (nt > 1) {
+#pragma omp barrier
     }
 }
 
@@ -404,8 +358,8 @@ static void attend_part(decoder_t *d, scratch_t *s, const float *kv, int start, 
     }
 }
 
-static void attend_merge(decoder_t *d, float *y) {
-    const int nh = d->nh, hs = d->hs, T = d->T;
+static void attend_merge(decoder_t *d, float *y, int T) {
+    const int nh = d->nh, hs = d->hs;
     for (int h = 0; h < nh; h++) {
         float M = -INFINITY;
         for (int t = 0; t < T; t++) M = d->sc[t].m[h] > M ? d->sc[t].m[h] : M;
@@ -427,8 +381,8 @@ static void attend_merge(decoder_t *d, float *y) {
 }
 
 /* ---- the step, run by every thread of the team ----------------------------------------------- */
-static void run_step(decoder_t *d, int tid, unsigned *sense) {
-    const int C = d->C, T = d->T, S = d->S, kvs = d->kvs, QKV = d->C + 2 * d->kvs;
+static void run_step(decoder_t *d, int tid, int T) {
+    const int C = d->C, S = d->S, kvs = d->kvs, QKV = d->C + 2 * d->kvs;
     scratch_t *s = &d->sc[tid];
     const int64_t pos = d->pos;
     int64_t seen = pos + 1 - d->origin;
@@ -441,7 +395,7 @@ static void run_step(decoder_t *d, int tid, unsigned *sense) {
         const float *e = d->wte + (size_t)d->token * C;
         for (int i = 0; i < C; i++) d->x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
     }
-    barrier_wait(&d->bar, sense);
+    team_barrier(T);
     for (int li = 0; li < d->L; li++) {
         const layer_t *ly = &d->layers[li];
         layer_norm(d->x, ly->ln1_w, ly->ln1_b, C, s->h);
@@ -451,22 +405,22 @@ static void run_step(decoder_t *d, int tid, unsigned *sense) {
             ly->kv[(size_t)slot * 2 * kvs + (j - C)] = d->qkv[j];
             ly->kv[(size_t)(slot + S) * 2 * kvs + (j - C)] = d->qkv[j];
         }
-        barrier_wait(&d->bar, sense);
+        team_barrier(T);
         share(n, tid, T, 1, &a, &b);
         attend_part(d, s, ly->kv, start, n, a, b);
-        barrier_wait(&d->bar, sense);
-        attend_merge(d, s->y);
+        team_barrier(T);
+        attend_merge(d, s->y, T);
         share(C, tid, T, 16, &a, &b);
         /* x[a:b] += y @ proj_w[:, a:b]: each thread writes only its own columns of x, and reads only them */
         matvec_cols(s->y, ly->proj_w, C, C, a, b, NULL, d->x, POST_NONE, s->acc, d->x);
-        barrier_wait(&d->bar, sense);
+        team_barrier(T);
         layer_norm(d->x, ly->ln2_w, ly->ln2_b, C, s->h);
         share(d->F, tid, T, 16, &a, &b);
         matvec_cols(s->h, ly->fc_w, C, d->F, a, b, ly->fc_b, NULL, POST_GELU, s->acc, d->f);
-        barrier_wait(&d->bar, sense);
+        team_barrier(T);
         share(C, tid, T, 16, &a, &b);
         matvec_cols(d->f, ly->fc2_w, d->F, C, a, b, NULL, d->x, POST_NONE, s->acc, d->x);
-        barrier_wait(&d->bar, sense);
+        team_barrier(T);
     }
     /* the head, tied to the embedding: logits[v] = ln_f(x) . wte[v] */
     layer_norm(d->x, d->lnf_w, d->lnf_b, C, s->h);
@@ -479,61 +433,33 @@ static void run_step(decoder_t *d, int tid, unsigned *sense) {
         for (int i = 0; i < C; i++) dot += h[i] * e[i];
         d->logits[v] = dot;
     }
-    barrier_wait(&d->bar, sense);
+    team_barrier(T);
 }
 
 /* the weight-streaming floor: y = x @ W over a (in, out) matrix, by the same team and routine as the step */
-static void run_matvec(decoder_t *d, int tid, unsigned *sense) {
+static void run_matvec(decoder_t *d, int tid, int T) {
     int a, b;
-    share(d->mv_out, tid, d->T, 16, &a, &b);
+    share(d->mv_out, tid, T, 16, &a, &b);
     matvec_cols(d->mv_x, d->mv_w, d->mv_in, d->mv_out, a, b, NULL, NULL, POST_NONE, d->sc[tid].acc, d->mv_y);
-    barrier_wait(&d->bar, sense);
 }
 
 enum { JOB_STEP, JOB_MATVEC };
 
-static void run_job(decoder_t *d, int tid, unsigned *sense) {
+static void run_job(decoder_t *d, int tid, int T) {
     if (d->job == JOB_MATVEC)
-        run_matvec(d, tid, sense);
+        run_matvec(d, tid, T);
     else
-        run_step(d, tid, sense);
+        run_step(d, tid, T);
 }
 
-/* ---- workers -------------------------------------------------------------------------------- */
-typedef struct {
-    decoder_t *d;
-    int tid;
-} worker_arg_t;
-
-static void *worker_main(void *p) {
-    worker_arg_t arg = *(worker_arg_t *)p;
-    free(p);
-    decoder_t *d = arg.d;
-    unsigned sense = 0;
-    uint32_t seen = 0; /* gen's value at creation: a step published before this thread ran is still seen */
-    for (;;) {
-        int64_t spin_until = now_ns() + SPIN_NS;
-        unsigned spins = 0;
-        uint32_t g;
-        while ((g = atomic_load_explicit(&d->gen, memory_order_acquire)) == seen) {
-            cpu_relax();
-            if ((++spins & 255) == 0 && now_ns() > spin_until) {
-                atomic_fetch_add(&d->sleepers, 1);
-                syscall(SYS_futex, &d->gen, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
-                atomic_fetch_sub(&d->sleepers, 1);
-                spin_until = now_ns() + SPIN_NS;
-            }
-        }
-        seen = g;
-        if (atomic_load(&d->stop)) break;
-        run_job(d, arg.tid, &sense);
+/* the job on a team of up to d->T threads (fewer if OpenMP gives fewer: the shares follow the team) */
+static void run_team(decoder_t *d) {
+    if (d->T == 1) {
+        run_job(d, 0, 1);
+        return;
     }
-    return NULL;
-}
-
-static void publish(decoder_t *d) {
-    atomic_fetch_add_explicit(&d->gen, 1, memory_order_acq_rel);
-    if (atomic_load(&d->sleepers) > 0) syscall(SYS_futex, &d->gen, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#pragma omp parallel num_threads(d->T)
+    run_job(d, omp_get_thread_num(), omp_get_num_threads());
 }
 
 /* ---- the C API (engine/native/kernel.py) ------------------------------------------------------- */
@@ -541,7 +467,7 @@ int sideman_abi_version(void) { return ABI_VERSION; }
 
 void sideman_decoder_free(decoder_t *d);
 
-/* cfg: CFG_N ints; returns NULL when the shapes are not supported or memory or threads ran out */
+/* cfg: CFG_N ints; returns NULL when the shapes are not supported or memory ran out */
 decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -583,22 +509,6 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
         s->y = alloc_floats(d->C);
         ok = s->h && s->acc && s->scores && s->m && s->l && s->o && s->y;
     }
-    d->bar.n = (unsigned)d->T;
-    for (int t = 1; t < d->T && ok; t++) {
-        worker_arg_t *arg = malloc(sizeof *arg);
-        if (!arg) {
-            ok = 0;
-            break;
-        }
-        arg->d = d;
-        arg->tid = t;
-        if (pthread_create(&d->workers[t], NULL, worker_main, arg) != 0) {
-            free(arg);
-            ok = 0;
-            break;
-        }
-        d->n_workers++;
-    }
     if (!ok) {
         sideman_decoder_free(d);
         return NULL;
@@ -637,32 +547,25 @@ void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, 
     d->origin = origin;
     d->logits = logits;
     d->job = JOB_STEP;
-    if (d->T > 1) publish(d);
-    run_job(d, 0, &d->caller_sense);
+    run_team(d);
 }
 
 /* y (out) = x (in) @ W (in, out), split by columns over the decoder's threads exactly as the step's
  * matrix-vector products are: the benchmark's floor. `out` at most the decoder's widest layer. */
 int sideman_decoder_matvec(decoder_t *d, const float *W, int in, int out, const float *x, float *y) {
-    if ((out + d->T - 1) / d->T + 16 > d->width) return -1;
+    if (((out + d->T - 1) / d->T + 15) / 16 * 16 > d->width) return -1; /* share()'s chunk must fit acc */
     d->mv_w = W;
     d->mv_x = x;
     d->mv_y = y;
     d->mv_in = in;
     d->mv_out = out;
     d->job = JOB_MATVEC;
-    if (d->T > 1) publish(d);
-    run_job(d, 0, &d->caller_sense);
+    run_team(d);
     return 0;
 }
 
 void sideman_decoder_free(decoder_t *d) {
     if (!d) return;
-    if (d->n_workers) {
-        atomic_store(&d->stop, 1);
-        publish(d);
-        for (int t = 1; t <= d->n_workers; t++) pthread_join(d->workers[t], NULL);
-    }
     for (int t = 0; t < MAX_THREADS; t++) {
         scratch_t *s = &d->sc[t];
         free(s->h);

@@ -1,0 +1,249 @@
+"""The native decode kernel (engine/native): it equals the TorchScript decode step, over long sessions
+with prefills, rollbacks and ring slides, for every attention layout and thread count; sessions use it
+and agree with the TorchScript path token for token; it refuses what it cannot run, by name."""
+
+from __future__ import annotations
+
+import os
+import random
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.errors import ModelError
+from engine.modelfile import load_model
+from engine.native import build as native_build
+from engine.native import kernel as native_kernel
+from engine.native.kernel import NativeDecoder, NativeKernelUnavailable
+from engine.sampler import Sampler, SamplingConfig
+from engine.session import ModelSession
+from engine.train.export import export_model
+from engine.train.model import ModelConfig, TransformerLM
+
+V = 382
+TOL = 1e-4  # max |logit difference| between the kernel and the TorchScript step (fp32; seen ~1e-5)
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "continuation.pt"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def kernel_built():
+    """Build the kernel if needed. Without a C compiler the tests skip, except in CI where that fails."""
+    path = native_build.build()
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI=true but the native decode kernel could not be built (no C compiler)")
+        pytest.skip("no C compiler: the native decode kernel is not built")
+
+
+def scripted(cfg: ModelConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    model = TransformerLM(cfg).eval()
+    with torch.no_grad():  # non-trivial norms and biases, so that every tensor the kernel reads matters
+        for name, p in model.named_parameters():
+            if p.dim() == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        m = torch.jit.script(model)
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m
+
+
+LAYOUTS = {
+    # head size 64 (the AVX-512 path) with multi-query, grouped-query and multi-head attention
+    "mqa-hs64": ModelConfig(vocab_size=V, d_model=256, n_layers=2, n_heads=4, n_kv_heads=1, d_ff=512,
+                            window=40, max_rollback=16),
+    "gqa-hs64": ModelConfig(vocab_size=V, d_model=256, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=256,
+                            window=37, max_rollback=8),
+    "mha-hs64": ModelConfig(vocab_size=V, d_model=128, n_layers=1, n_heads=2, d_ff=256, window=33, max_rollback=8),
+    # head size 16 (the portable C path), odd vocabulary and widths not multiples of 16
+    "mqa-hs16": ModelConfig(vocab_size=V, d_model=48, n_layers=3, n_heads=3, n_kv_heads=1, d_ff=72,
+                            window=21, max_rollback=9),
+    "conditional": ModelConfig(vocab_size=V, d_model=64, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=128,
+                               window=24, max_rollback=8, cond_dim=5),
+}
+
+
+def drive(module, decoder: NativeDecoder, n_ops: int, seed: int) -> tuple[float, int, int]:
+    """Random prefills, decodes (TorchScript and native in turn on the shared cache) and rollbacks.
+    Each native step is checked against the TorchScript step at the same position and state.
+    Returns (worst difference, native steps checked, final position)."""
+    rng = random.Random(seed)
+    worst, checked, pos, max_written = 0.0, 0, 0, -1
+    max_rb = int(module.max_rollback)
+    with torch.inference_mode():
+        module.reset()
+        module.origin = 0
+        decoder.bind(module)
+        for _ in range(n_ops):
+            op = rng.random()
+            if op < 0.1 and pos > 0:  # roll back up to max_rollback positions
+                lo = max(0, max_written - max_rb + 1)
+                pos = rng.randint(lo, pos)
+                module.rollback(pos)
+            elif op < 0.2:  # a prefill chunk (TorchScript) on the same cache
+                n = rng.randint(2, max_rb)
+                toks = torch.randint(0, V, (1, n))
+                module.prefill(toks, pos)
+                pos += n
+            else:  # one decode step: TorchScript first, then the kernel at the same position
+                tok = rng.randrange(V)
+                ref = module.decode(tok, pos)
+                out = decoder.step(tok, pos)
+                worst = max(worst, float((ref - out).abs().max()))
+                checked += 1
+                pos += 1
+            max_written = max(max_written, pos - 1)
+    return worst, checked, pos
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_kernel_equals_torchscript_over_long_sessions(layout, threads):
+    cfg = LAYOUTS[layout]
+    module = scripted(cfg, seed=threads)
+    with torch.inference_mode():
+        module.reset()
+    decoder = NativeDecoder(module, threads=threads)
+    try:
+        if cfg.cond_dim:
+            module.set_condition(torch.randn(cfg.cond_dim))
+        worst, checked, pos = drive(module, decoder, n_ops=260, seed=threads)
+    finally:
+        decoder.close()
+    assert checked > 150
+    assert pos > 3 * cfg.slots  # the ring wrapped more than three times: windows over the seam
+    assert worst < TOL, f"{layout}, {threads} threads: native differs from TorchScript by {worst}"
+
+
+def test_kernel_detects_a_wrong_computation():
+    """The comparison can fail: a kernel pointed at another model's weights disagrees."""
+    cfg = LAYOUTS["mqa-hs64"]
+    a, b = scripted(cfg, seed=1), scripted(cfg, seed=2)
+    with torch.inference_mode():
+        a.reset()
+        b.reset()
+        a.origin = b.origin = 0
+        wrong = NativeDecoder(b)
+        ref = a.decode(5, 0)
+        out = wrong.step(5, 0)
+    wrong.close()
+    assert float((ref - out).abs().max()) > 1e-2
+
+
+def test_condition_is_read_after_rebinding():
+    cfg = LAYOUTS["conditional"]
+    module = scripted(cfg)
+    with torch.inference_mode():
+        module.reset()
+        module.origin = 0
+        decoder = NativeDecoder(module)
+        module.set_condition(torch.ones(cfg.cond_dim))
+        decoder.bind(module)
+        ref = module.decode(3, 0)
+        out = decoder.step(3, 0)
+    decoder.close()
+    assert float((ref - out).abs().max()) < TOL
+
+
+def test_shipped_model_kernel_equals_torchscript():
+    """The shipped model, loaded as the runtime loads it (torch.jit.load), over 1,400 positions."""
+    loaded = load_model(SHIPPED)
+    module = loaded.module
+    g = torch.Generator().manual_seed(3)
+    toks = torch.randint(0, V, (1, 1400), generator=g)
+    worst = 0.0
+    with torch.inference_mode():
+        module.reset()
+        module.origin = 0
+        decoder = NativeDecoder(module, threads=2)
+        for i in range(0, 1024, 256):
+            module.prefill(toks[:, i:i + 256], i)
+        for p in range(1024, 1400):
+            t = int(toks[0, p])
+            ref = module.decode(t, p)
+            worst = max(worst, float((ref - decoder.step(t, p)).abs().max()))
+    decoder.close()
+    assert worst < TOL
+
+
+def test_sessions_agree_token_for_token(tmp_path):
+    """A native and a TorchScript session sample the same 300 tokens (seeded), across rollbacks and reset."""
+    cfg = LAYOUTS["mqa-hs64"]
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    export_model(TransformerLM(cfg).eval(), path)
+    sessions = {k: ModelSession(load_model(path), device="cpu", threads=2, kernel=k) for k in ("native", "torchscript")}
+    assert sessions["native"].kernel == "native" and sessions["torchscript"].kernel == "torchscript"
+    out = {}
+    for kind, s in sessions.items():
+        sampler = Sampler(SamplingConfig(temperature=1.0, seed=11))
+        rng = random.Random(5)
+        toks = []
+        s.feed([1, 2, 3, 4, 5])
+        for i in range(300):
+            tok = sampler.sample(s.logits)
+            toks.append(tok)
+            s.append(tok)
+            if rng.random() < 0.05:
+                s.rollback(max(s.min_rollback_position, s.position - rng.randint(1, 8)))
+            if i == 150:
+                s.reset()
+                s.feed([7, 8])
+        out[kind] = toks
+        s.close()
+    assert out["native"] == out["torchscript"]
+
+
+def test_session_kernel_choice_and_fallback(tmp_path, monkeypatch):
+    cfg = LAYOUTS["mqa-hs16"]
+    torch.manual_seed(0)
+    path = tmp_path / "m.pt"
+    export_model(TransformerLM(cfg).eval(), path)
+    with pytest.raises(ModelError, match="unknown decode kernel"):
+        ModelSession(load_model(path), device="cpu", kernel="fast")
+    # a kernel that is not built: 'auto' falls back to TorchScript, 'native' says how to build it
+    monkeypatch.setattr(native_kernel, "_lib", None)
+    monkeypatch.setattr(native_kernel, "LIBRARY", tmp_path / "missing.so")
+    monkeypatch.setattr(native_kernel.load_library, "__defaults__", (tmp_path / "missing.so",))
+    fallback = ModelSession(load_model(path), device="cpu", kernel="auto")
+    assert fallback.kernel == "torchscript"
+    assert fallback.feed([1, 2, 3]) is not None and fallback.append(4).shape == (V,)
+    with pytest.raises(NativeKernelUnavailable, match="engine.native.build"):
+        ModelSession(load_model(path), device="cpu", kernel="native")
+
+
+def test_kernel_refuses_what_it_cannot_run():
+    module = scripted(LAYOUTS["mqa-hs16"]).double()
+    with torch.inference_mode():
+        module.reset()
+    with pytest.raises(NativeKernelUnavailable, match="float32"):
+        NativeDecoder(module)
+    unallocated = scripted(LAYOUTS["mqa-hs16"])
+    with pytest.raises(NativeKernelUnavailable, match="reset"):
+        NativeDecoder(unallocated)
+
+
+def test_matvec_is_a_matvec():
+    cfg = LAYOUTS["mqa-hs64"]
+    module = scripted(cfg)
+    with torch.inference_mode():
+        module.reset()
+    decoder = NativeDecoder(module, threads=2)
+    w, x = torch.randn(333, 512), torch.randn(333)
+    assert torch.allclose(decoder.matvec(w, x), x @ w, atol=1e-3)
+    with pytest.raises(ValueError):
+        decoder.matvec(w, torch.randn(5))
+    decoder.close()
+
+
+def test_kernel_shares_torchs_openmp_runtime():
+    """One OpenMP runtime in the process: the kernel's threads are torch's (two spinning pools on a
+    2-core machine deschedule each other: that showed as 4 ms steps after every TorchScript op)."""
+    native_kernel.load_library()
+    with open("/proc/self/maps") as f:
+        gomp = {line.split()[-1] for line in f if "libgomp" in line}
+    assert len(gomp) == 1, gomp
