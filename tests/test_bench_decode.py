@@ -46,3 +46,15 @@ def test_measures_the_shipped_architecture(result, model_path):
     assert result["model"]["architecture_from"] == str(model_path)
     table = decode.format_table(result)
     assert "weight-streaming floor" in table and "targets" in table
+
+
+def test_measures_the_path_the_runtime_takes(result):
+    """The headline is the native kernel when it is built (as sessions use it), with the TorchScript step
+    beside it; the floor is the faster of torch.mv and the kernel's own mat-vec."""
+    from engine.native.kernel import available
+
+    assert result["kernel"] == ("native" if available() else "torchscript")
+    assert result["torchscript_ms_p50_ctx1024"] > 0
+    if result["kernel"] == "native":
+        assert 0 < result["floor_kernel_mv_ms"]
+        assert result["floor_ms"] <= max(result["floor_torch_mv_ms"], result["floor_kernel_mv_ms"])

@@ -223,6 +223,11 @@ static int scores_hs64(decoder_t *d, scratch_t *s, const float *kv, int start, i
     int t0 = a;
     for (; t0 + 16 <= b; t0 += 16) {
         const float *rows = kv + (size_t)(start + t0) * R;
+        if (t0 + 32 <= b) /* the keys of the block after next: the hardware prefetcher is slow to see a stride */
+            for (int i = 0; i < 16; i++)
+                for (int h = 0; h < d->nkv; h++)
+                    for (int c = 0; c < 4; c++)
+                        _mm_prefetch((const char *)(rows + (size_t)(32 + i) * R + h * 64 + c * 16), _MM_HINT_T0);
         for (int h = 0; h < d->nh; h++) {
             const float *qh = d->qkv + h * 64;
             const __m512 q0 = _mm512_loadu_ps(qh), q1 = _mm512_loadu_ps(qh + 16), q2 = _mm512_loadu_ps(qh + 32),
@@ -258,6 +263,8 @@ static void values_hs64(decoder_t *d, scratch_t *s, const float *kv, int start, 
         if (cnt == VALUES_HEADS) {
             for (int t = a; t < b; t++) {
                 const float *v = vbase + (size_t)t * R;
+                if (t + 16 < b)
+                    for (int c = 0; c < 4; c++) _mm_prefetch((const char *)(v + (size_t)16 * R + c * 16), _MM_HINT_T0);
                 const __m512 v0 = _mm512_loadu_ps(v), v1 = _mm512_loadu_ps(v + 16), v2 = _mm512_loadu_ps(v + 32),
                              v3 = _mm512_loadu_ps(v + 48);
                 for (int c = 0; c < VALUES_HEADS; c++) {
@@ -391,11 +398,7 @@ static void run_step(decoder_t *d, int tid, int T) {
     const int slot = (int)(pos % S);
     int a, b;
 
-    if (tid == 0) {
-        const float *e = d->wte + (size_t)d->token * C;
-        for (int i = 0; i < C; i++) d->x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
-    }
-    team_barrier(T);
+    (void)tid; /* d->x holds the token's embedding: written by the caller before the team starts */
     for (int li = 0; li < d->L; li++) {
         const layer_t *ly = &d->layers[li];
         layer_norm(d->x, ly->ln1_w, ly->ln1_b, C, s->h);
@@ -433,7 +436,7 @@ static void run_step(decoder_t *d, int tid, int T) {
         for (int i = 0; i < C; i++) dot += h[i] * e[i];
         d->logits[v] = dot;
     }
-    team_barrier(T);
+    /* no barrier: the parallel region ends with one */
 }
 
 /* the weight-streaming floor: y = x @ W over a (in, out) matrix, by the same team and routine as the step */
@@ -547,6 +550,8 @@ void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, 
     d->origin = origin;
     d->logits = logits;
     d->job = JOB_STEP;
+    const float *e = d->wte + (size_t)token * d->C;
+    for (int i = 0; i < d->C; i++) d->x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
     run_team(d);
 }
 
