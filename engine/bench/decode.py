@@ -1,6 +1,6 @@
 """Decode benchmark: what one generated token costs, against the honest baselines, in one run.
 
-    sideman bench decode [--json] [--device cpu|cuda] [--tokens 50] [--threads 2] [--repeats 20]
+    sideman bench decode [--json] [--device cpu|cuda] [--tokens 200] [--threads 2] [--repeats 20]
     python -m engine.bench.decode ...
 
 For the default model size (random weights: this measures speed only, not quality):
@@ -172,7 +172,7 @@ def native_decoders(dev, modules, threads: int) -> list:
         return []
 
 
-def run_benchmark(device: str = "cpu", tokens: int = 50, threads: int = 2, repeats: int = 20,
+def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repeats: int = 20,
                   slide_positions: int = SLIDE_POSITIONS, model_path: str | None = DEFAULT_MODEL) -> dict:
     """Every measurement sampled in each of `repeats` rounds, round-robin, so that a machine whose speed
     drifts (a shared VM) drifts under all of them alike; a ratio is the median of its per-round ratios."""
@@ -383,8 +383,8 @@ def format_table(r: dict) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="where to run (default cpu)")
-    parser.add_argument("--tokens", type=int, default=50,
-                        help="timed steps per measurement and round (default 50)")
+    parser.add_argument("--tokens", type=int, default=200,
+                        help="timed steps per measurement and round (default 200: a p99 needs more than 50)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default 2)")
     parser.add_argument("--repeats", type=int, default=20, help="rounds, each sampling every measurement (default 20)")
     parser.add_argument("--slide", type=int, default=SLIDE_POSITIONS, help="positions of the simulated long session")
