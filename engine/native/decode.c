@@ -398,7 +398,7 @@ static void run_step(decoder_t *d, int tid, int T) {
     const int slot = (int)(pos % S);
     int a, b;
 
-    (void)tid; /* d->x holds the token's embedding: written by the caller before the team starts */
+    /* d->x already holds the token's embedding: the caller wrote it before the team started */
     for (int li = 0; li < d->L; li++) {
         const layer_t *ly = &d->layers[li];
         layer_norm(d->x, ly->ln1_w, ly->ln1_b, C, s->h);
