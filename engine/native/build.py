@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "decode.c"
 LIBRARY = HERE / "libsideman_decode.so"
-FLAGS = ["-O3", "-march=native", "-fopenmp", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra"]
+FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra"]
 
 
 def compiler() -> str | None:

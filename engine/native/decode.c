@@ -4,40 +4,62 @@
  * loaded module's weights and its KV ring buffers, bound by pointer: no copy), in one call instead of
  * ~150 interpreted ops. Float32, batch 1. Where it is faster than TorchScript on a small CPU:
  *   - no interpreter or op dispatch (that alone was ~0.1 ms of a 0.45 ms step);
- *   - attention as one pass over the window per thread, all query heads of a kv head per cache row
- *     read (multi-query attention reads the cache once, not once per head), split by position across
- *     threads and merged flash-decoding style (max, sum, weighted values per thread);
+ *   - attention as one pass over the window per sub-chunk, all query heads of a kv head per cache row
+ *     read (multi-query attention reads the cache once, not once per head), split by position and
+ *     merged flash-decoding style (max, sum, weighted values per sub-chunk);
  *   - exp and the tanh-GELU vectorised (a polynomial exp; libm's scalar expf/tanhf cost more than the
- *     matrix-vector products);
- *   - one OpenMP parallel region for the whole step, 5 barriers per layer, instead of a fork and join
- *     per operator.
+ *     matrix-vector products).
  *
- * Threads: OpenMP, and the same OpenMP runtime as torch's (the library needs libgomp.so.1, which torch
- * has already loaded when engine/native/kernel.py loads this), so the kernel and torch's own operators
- * share one pool of threads: two pools spinning on a 2-core machine deschedule each other. threads = 1
- * runs on the caller alone: no region, no barriers.
+ * Threads: a step that never waits for a descheduled thread. The step is a chain of phases (per layer:
+ * q|k|v, attention, projection, fc, fc2; then the head), each split into SUBS sub-chunks per thread.
+ * The calling thread and threads - 1 helper threads (started once, spinning between steps, asleep
+ * after SPIN_NS idle) each work through their own sub-chunks, then steal the others' from the far end;
+ * a sub-chunk that another thread started but has not published after PATIENCE_NS (it was preempted:
+ * on a 2-vCPU VM every timer tick costs 20-100 us) is computed again. Every thread computes into its
+ * own scratch and publishes only after winning the sub-chunk's claim (a compare-and-swap of the
+ * step's epoch), so each output is written once per step, whoever computed it; a thread that wakes up
+ * after its step has moved on loses every claim and writes nothing. With barriers (the OpenMP team
+ * this replaced) one tick on either CPU stalled the whole step for its full length.
+ *
+ * Lifetimes: a late helper may still read the weights and cache of an earlier step, so bind() and
+ * free() wait for the helpers to leave their step before the caller lets go of the old tensors; the
+ * floor's matvec (the caller's operands) waits for them before it returns.
  *
  * Layouts (see the model): linear weights (in, out) row-major; each layer's KV ring `kv` is (2S, 2 kv hs):
  * row r = [k (kv hs) | v (kv hs)] of the token in slot r % S, every token written at slot and slot + S;
  * `alibi` is (n_heads, window) with alibi[h][window - 1 - d] = -slope_h * d.
  *
- * No Python, no torch headers: engine/native/kernel.py loads it with ctypes.
+ * No Python, no torch headers, no OpenMP runtime (only `omp simd` hints): engine/native/kernel.py
+ * loads it with ctypes.
  */
 #define _GNU_SOURCE
+#include <limits.h>
+#include <linux/futex.h>
 #include <math.h>
-#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
-#define ABI_VERSION 2
-#define MAX_THREADS 64
+#define ABI_VERSION 3
+#define MAX_THREADS 16
+#define SUBS 1                /* sub-chunks each thread owns in each phase */
+#define PATIENCE_NS 4000      /* a started sub-chunk unpublished this long after ours (plus our own
+                                 * time for one) is computed again */
+#define SPIN_NS 200000        /* helpers spin this long for the next step, then sleep */
 #define LN_EPS 1e-5f
 #define ALIGN 64
 
 enum { CFG_VOCAB, CFG_D_MODEL, CFG_LAYERS, CFG_HEADS, CFG_KV_HEADS, CFG_D_FF, CFG_WINDOW, CFG_SLOTS, CFG_N };
 enum { L_LN1_W, L_LN1_B, L_ATTN_W, L_ATTN_B, L_PROJ_W, L_LN2_W, L_LN2_B, L_FC_W, L_FC_B, L_FC2_W, L_KV, L_N };
 enum { G_WTE, G_LNF_W, G_LNF_B, G_ALIBI, G_COND, G_N }; /* then L_N pointers per layer */
+/* the phases of a layer, then the head; the floor's mat-vec is a job of one phase */
+enum { P_QKV, P_ATTN, P_PROJ, P_FC, P_FC2, P_PER_LAYER };
+enum { JOB_STEP, JOB_MATVEC };
 
 typedef struct {
     const float *ln1_w, *ln1_b, *attn_w, *attn_b, *proj_w, *ln2_w, *ln2_b, *fc_w, *fc_b, *fc2_w;
@@ -45,30 +67,60 @@ typedef struct {
 } layer_t;
 
 typedef struct {
-    float *h;      /* (max width): layer-norm output; each thread computes its own copy */
-    float *acc;    /* (max width): matrix-vector accumulators of this thread's columns */
+    float *h;      /* (width): layer-norm output; each thread computes its own copy */
+    float *acc;    /* (width): this thread's result for the sub-chunk in hand, published once claimed */
     float *scores; /* (n_heads, window): this thread's attention scores, then probabilities */
     float *m, *l;  /* (n_heads): this thread's running max and sum of exp */
     float *o;      /* (n_heads, hs): this thread's weighted sum of values */
     float *y;      /* (d_model): attention output, merged (each thread its own copy) */
 } scratch_t;
 
-typedef struct decoder {
-    int vocab, C, L, nh, nkv, group, hs, kvs, F, W, S, T, width;
-    float scale;
-    const float *wte, *lnf_w, *lnf_b, *alibi, *cond;
-    layer_t *layers;
-    float *x, *qkv, *f; /* shared: residual (C), fused q|k|v (C + 2 kvs), hidden (F) */
-    scratch_t sc[MAX_THREADS];
-    /* the current job: a decode step, or the floor's mat-vec */
-    int job;
+/* one owner's sub-chunks of one phase: written by its owner, read by the others. Epochs are 64-bit:
+ * they never wrap, so "claimed in an earlier job" is a plain comparison. */
+typedef struct {
+    _Atomic uint64_t claim[SUBS];   /* epoch of the job that published it (or is publishing it) */
+    _Atomic uint64_t done[SUBS];    /* epoch of the job whose output is in place */
+    _Atomic uint64_t started[SUBS]; /* epoch in which some thread started it (a hint: who takes what) */
+} __attribute__((aligned(64))) flags_t;
+
+/* what a job is: written by the caller before it publishes the job's sequence number */
+typedef struct {
+    uint64_t epoch;
+    int job, n, start, slot;
+    float *logits;
     const float *mv_w, *mv_x;
     float *mv_y;
     int mv_in, mv_out;
-    int token;
-    int64_t pos, origin;
-    float *logits;
-} decoder_t;
+} job_t;
+
+typedef struct decoder decoder_t;
+typedef struct {
+    decoder_t *d;
+    int tid;
+} helper_arg_t;
+
+struct decoder {
+    int vocab, C, L, nh, nkv, group, hs, kvs, F, W, S, T, NS, width, phases;
+    float scale;
+    const float *wte, *lnf_w, *lnf_b, *alibi, *cond;
+    layer_t *layers;
+    float *x, *qkv, *f;               /* shared: residual (C), fused q|k|v (C + 2 kvs), hidden (F) */
+    float *part_m, *part_l, *part_o;  /* shared: attention partials of each sub-chunk */
+    flags_t *flags;                   /* (phases, T) */
+    scratch_t sc[MAX_THREADS];
+    job_t job;
+    _Atomic uint32_t seq;             /* odd while the caller writes `job` (a seqlock) */
+    _Atomic uint64_t epoch;           /* the newest job's number, from 1 */
+    _Atomic uint32_t wake;            /* the futex word helpers sleep on: bumped with every job */
+    _Atomic int sleepers, quit, paused;
+    _Atomic int busy[MAX_THREADS];    /* helper t is inside a job */
+    pthread_t helpers[MAX_THREADS];
+    helper_arg_t args[MAX_THREADS];
+    int started_helpers;
+    /* tests: thread stall_tid sleeps stall_ns before claiming its first sub-chunk of phase stall_phase */
+    int stall_tid, stall_phase;
+    long stall_ns;
+};
 
 /* ---- small helpers ------------------------------------------------------------------------------ */
 static float *alloc_floats(size_t n) {
@@ -78,21 +130,29 @@ static float *alloc_floats(size_t n) {
     return p;
 }
 
-/* this thread's share [*a, *b) of n items, in chunks that are multiples of `align` */
-static void share(int n, int tid, int T, int align, int *a, int *b) {
-    int chunk = (n + T - 1) / T;
+/* sub-chunk `sub` [*a, *b) of n items split into `parts`, in chunks that are multiples of `align` */
+static void share(int n, int sub, int parts, int align, int *a, int *b) {
+    int chunk = (n + parts - 1) / parts;
     chunk = ((chunk + align - 1) / align) * align;
-    int lo = tid * chunk;
+    int lo = sub * chunk;
     *a = lo < n ? lo : n;
     *b = lo + chunk < n ? lo + chunk : n;
 }
 
-/* all threads of the team meet here (an orphaned OpenMP barrier: called inside the step's region) */
-static inline void team_barrier(int nt) {
-    if (nt > 1) {
-#pragma omp barrier
-    }
+static inline uint64_t now_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
 }
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 
 /* exp(x) for the whole float range: Cephes' expf polynomial after range reduction by ln 2, written
  * branch-free so loops over it vectorise (libm's expf does not). Relative error ~2e-7. */
@@ -155,10 +215,11 @@ static void layer_norm(const float *restrict x, const float *restrict w, const f
 
 enum { POST_NONE, POST_GELU };
 
-/* out[j] = init[j] + sum_i x[i] W[i][j] for columns j in [c0, c1) of a (in, out) row-major W;
- * init = bias (if given) + residual (if given); POST_GELU applies the tanh GELU. `acc` is scratch. */
+/* acc[j - c0] = init[j] + sum_i x[i] W[i][j] for columns j in [c0, c1) of a (in, out) row-major W;
+ * init = bias (if given) + residual (if given); POST_GELU applies the tanh GELU. acc is the calling
+ * thread's own: the caller publishes it after claiming the columns. */
 static void matvec_cols(const float *restrict x, const float *restrict W, int in, int out, int c0, int c1,
-                        const float *bias, const float *residual, int post, float *acc, float *y) {
+                        const float *bias, const float *residual, int post, float *acc) {
     int w = c1 - c0;
     if (w <= 0) return;
     for (int j = 0; j < w; j++) acc[j] = (bias ? bias[c0 + j] : 0.0f) + (residual ? residual[c0 + j] : 0.0f);
@@ -199,7 +260,6 @@ static void matvec_cols(const float *restrict x, const float *restrict W, int in
             a[j] = u / (1.0f + exp_approx(-2.0f * t));
         }
     }
-    memcpy(y + c0, acc, (size_t)w * sizeof(float));
 }
 
 /* ---- AVX-512 attention for head size 64 (the default model's): registers, not memory ---------- */
@@ -365,19 +425,19 @@ static void attend_part(decoder_t *d, scratch_t *s, const float *kv, int start, 
     }
 }
 
-static void attend_merge(decoder_t *d, float *y, int T) {
-    const int nh = d->nh, hs = d->hs;
+static void attend_merge(decoder_t *d, float *y) {
+    const int nh = d->nh, hs = d->hs, NS = d->NS;
     for (int h = 0; h < nh; h++) {
         float M = -INFINITY;
-        for (int t = 0; t < T; t++) M = d->sc[t].m[h] > M ? d->sc[t].m[h] : M;
+        for (int p = 0; p < NS; p++) M = d->part_m[p * nh + h] > M ? d->part_m[p * nh + h] : M;
         float L = 0.0f;
         float *restrict out = y + h * hs;
         memset(out, 0, (size_t)hs * sizeof(float));
-        for (int t = 0; t < T; t++) {
-            if (d->sc[t].l[h] == 0.0f) continue; /* no positions in that thread's share */
-            float c = expf(d->sc[t].m[h] - M);
-            L += d->sc[t].l[h] * c;
-            const float *restrict o = d->sc[t].o + h * hs;
+        for (int p = 0; p < NS; p++) {
+            if (d->part_l[p * nh + h] == 0.0f) continue; /* no positions in that sub-chunk */
+            float c = expf(d->part_m[p * nh + h] - M);
+            L += d->part_l[p * nh + h] * c;
+            const float *restrict o = d->part_o + ((size_t)p * nh + h) * hs;
 #pragma omp simd
             for (int e = 0; e < hs; e++) out[e] += c * o[e];
         }
@@ -387,82 +447,235 @@ static void attend_merge(decoder_t *d, float *y, int T) {
     }
 }
 
-/* ---- the step, run by every thread of the team ----------------------------------------------- */
-static void run_step(decoder_t *d, int tid, int T) {
-    const int C = d->C, S = d->S, kvs = d->kvs, QKV = d->C + 2 * d->kvs;
-    scratch_t *s = &d->sc[tid];
-    const int64_t pos = d->pos;
-    int64_t seen = pos + 1 - d->origin;
-    const int n = (int)(seen < d->W ? seen : d->W);
-    const int start = (int)(((pos - n + 1) % S + S) % S);
-    const int slot = (int)(pos % S);
-    int a, b;
+/* ---- the phases: each sub-chunk computed into the thread's scratch, published once claimed ----- */
+static inline flags_t *flags_of(decoder_t *d, int k, int sub) { return &d->flags[(size_t)k * d->T + sub / SUBS]; }
 
-    /* d->x already holds the token's embedding: the caller wrote it before the team started */
-    for (int li = 0; li < d->L; li++) {
-        const layer_t *ly = &d->layers[li];
-        layer_norm(d->x, ly->ln1_w, ly->ln1_b, C, s->h);
-        share(QKV, tid, T, 16, &a, &b);
-        matvec_cols(s->h, ly->attn_w, C, QKV, a, b, ly->attn_b, NULL, POST_NONE, s->acc, d->qkv);
-        for (int j = (a > C ? a : C); j < b; j++) { /* this thread's k | v columns into both ring rows */
-            ly->kv[(size_t)slot * 2 * kvs + (j - C)] = d->qkv[j];
-            ly->kv[(size_t)(slot + S) * 2 * kvs + (j - C)] = d->qkv[j];
-        }
-        team_barrier(T);
-        share(n, tid, T, 1, &a, &b);
-        attend_part(d, s, ly->kv, start, n, a, b);
-        team_barrier(T);
-        attend_merge(d, s->y, T);
-        share(C, tid, T, 16, &a, &b);
-        /* x[a:b] += y @ proj_w[:, a:b]: each thread writes only its own columns of x, and reads only them */
-        matvec_cols(s->y, ly->proj_w, C, C, a, b, NULL, d->x, POST_NONE, s->acc, d->x);
-        team_barrier(T);
-        layer_norm(d->x, ly->ln2_w, ly->ln2_b, C, s->h);
-        share(d->F, tid, T, 16, &a, &b);
-        matvec_cols(s->h, ly->fc_w, C, d->F, a, b, ly->fc_b, NULL, POST_GELU, s->acc, d->f);
-        team_barrier(T);
-        share(C, tid, T, 16, &a, &b);
-        matvec_cols(d->f, ly->fc2_w, d->F, C, a, b, NULL, d->x, POST_NONE, s->acc, d->x);
-        team_barrier(T);
-    }
-    /* the head, tied to the embedding: logits[v] = ln_f(x) . wte[v] */
-    layer_norm(d->x, d->lnf_w, d->lnf_b, C, s->h);
-    share(d->vocab, tid, T, 1, &a, &b);
-    for (int v = a; v < b; v++) {
-        const float *restrict e = d->wte + (size_t)v * C;
-        const float *restrict h = s->h;
-        float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-        for (int i = 0; i < C; i++) dot += h[i] * e[i];
-        d->logits[v] = dot;
-    }
-    /* no barrier: the parallel region ends with one */
-}
-
-/* the weight-streaming floor: y = x @ W over a (in, out) matrix, by the same team and routine as the step */
-static void run_matvec(decoder_t *d, int tid, int T) {
-    int a, b;
-    share(d->mv_out, tid, T, 16, &a, &b);
-    matvec_cols(d->mv_x, d->mv_w, d->mv_in, d->mv_out, a, b, NULL, NULL, POST_NONE, d->sc[tid].acc, d->mv_y);
-}
-
-enum { JOB_STEP, JOB_MATVEC };
-
-static void run_job(decoder_t *d, int tid, int T) {
-    if (d->job == JOB_MATVEC)
-        run_matvec(d, tid, T);
-    else
-        run_step(d, tid, T);
-}
-
-/* the job on a team of up to d->T threads (fewer if OpenMP gives fewer: the shares follow the team) */
-static void run_team(decoder_t *d) {
-    if (d->T == 1) {
-        run_job(d, 0, 1);
+/* what every thread computes for itself before its first sub-chunk of phase k */
+static void prologue(decoder_t *d, scratch_t *s, const job_t *j, int k) {
+    if (j->job == JOB_MATVEC) return;
+    if (k == d->L * P_PER_LAYER) {
+        layer_norm(d->x, d->lnf_w, d->lnf_b, d->C, s->h);
         return;
     }
-#pragma omp parallel num_threads(d->T)
-    run_job(d, omp_get_thread_num(), omp_get_num_threads());
+    const layer_t *ly = &d->layers[k / P_PER_LAYER];
+    switch (k % P_PER_LAYER) {
+    case P_QKV: layer_norm(d->x, ly->ln1_w, ly->ln1_b, d->C, s->h); break;
+    case P_PROJ: attend_merge(d, s->y); break;
+    case P_FC: layer_norm(d->x, ly->ln2_w, ly->ln2_b, d->C, s->h); break;
+    default: break;
+    }
+}
+
+/* sub-chunk `sub` of phase k: compute it, then publish it unless another thread already has */
+static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, int sub) {
+    scratch_t *s = &d->sc[tid];
+    const int C = d->C, QKV = d->C + 2 * d->kvs, NS = d->NS;
+    const layer_t *ly = k < d->L * P_PER_LAYER ? &d->layers[k / P_PER_LAYER] : NULL;
+    const int phase = j->job == JOB_MATVEC ? -1 : ly ? k % P_PER_LAYER : P_PER_LAYER;
+    int a, b;
+    switch (phase) {
+    case -1:
+        share(j->mv_out, sub, NS, 16, &a, &b);
+        matvec_cols(j->mv_x, j->mv_w, j->mv_in, j->mv_out, a, b, NULL, NULL, POST_NONE, s->acc);
+        break;
+    case P_QKV:
+        share(QKV, sub, NS, 16, &a, &b);
+        matvec_cols(s->h, ly->attn_w, C, QKV, a, b, ly->attn_b, NULL, POST_NONE, s->acc);
+        break;
+    case P_ATTN:
+        share(j->n, sub, NS, 16, &a, &b);
+        attend_part(d, s, ly->kv, j->start, j->n, a, b);
+        break;
+    case P_PROJ: /* x[a:b] + y @ proj_w[:, a:b]: this sub-chunk reads only the columns of x it replaces */
+        share(C, sub, NS, 16, &a, &b);
+        matvec_cols(s->y, ly->proj_w, C, C, a, b, NULL, d->x, POST_NONE, s->acc);
+        break;
+    case P_FC:
+        share(d->F, sub, NS, 16, &a, &b);
+        matvec_cols(s->h, ly->fc_w, C, d->F, a, b, ly->fc_b, NULL, POST_GELU, s->acc);
+        break;
+    case P_FC2:
+        share(C, sub, NS, 16, &a, &b);
+        matvec_cols(d->f, ly->fc2_w, d->F, C, a, b, NULL, d->x, POST_NONE, s->acc);
+        break;
+    default: /* the head, tied to the embedding: logits[v] = ln_f(x) . wte[v] */
+        share(d->vocab, sub, NS, 16, &a, &b);
+        for (int v = a; v < b; v++) {
+            const float *restrict row = d->wte + (size_t)v * C;
+            const float *restrict h = s->h;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int i = 0; i < C; i++) dot += h[i] * row[i];
+            s->acc[v - a] = dot;
+        }
+        break;
+    }
+    if (tid == d->stall_tid && k == d->stall_phase && d->stall_ns > 0) {
+        struct timespec ts = {d->stall_ns / 1000000000L, d->stall_ns % 1000000000L};
+        nanosleep(&ts, NULL);
+    }
+    /* claim: acq_rel orders every input read above before it and every output write below after it; a
+     * thread whose inputs were overwritten (its step is over, or the columns were published meanwhile)
+     * always loses, because whatever overwrote them claimed first */
+    flags_t *fl = flags_of(d, k, sub);
+    const int i = sub % SUBS;
+    uint64_t seen = atomic_load_explicit(&fl->claim[i], memory_order_relaxed);
+    do {
+        if (seen >= e) return;
+    } while (!atomic_compare_exchange_weak_explicit(&fl->claim[i], &seen, e, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    const size_t cols = (size_t)(b > a ? b - a : 0) * sizeof(float);
+    switch (phase) {
+    case -1: memcpy(j->mv_y + a, s->acc, cols); break;
+    case P_QKV:
+        memcpy(d->qkv + a, s->acc, cols);
+        for (int c = (a > C ? a : C); c < b; c++) { /* the new token's k | v into both ring rows */
+            ly->kv[(size_t)j->slot * 2 * d->kvs + (c - C)] = s->acc[c - a];
+            ly->kv[(size_t)(j->slot + d->S) * 2 * d->kvs + (c - C)] = s->acc[c - a];
+        }
+        break;
+    case P_ATTN:
+        memcpy(d->part_m + (size_t)sub * d->nh, s->m, (size_t)d->nh * sizeof(float));
+        memcpy(d->part_l + (size_t)sub * d->nh, s->l, (size_t)d->nh * sizeof(float));
+        memcpy(d->part_o + (size_t)sub * d->nh * d->hs, s->o, (size_t)d->nh * d->hs * sizeof(float));
+        break;
+    case P_PROJ:
+    case P_FC2: memcpy(d->x + a, s->acc, cols); break;
+    case P_FC: memcpy(d->f + a, s->acc, cols); break;
+    default: memcpy(j->logits + a, s->acc, cols); break;
+    }
+    atomic_store_explicit(&fl->done[i], e, memory_order_release);
+}
+
+/* thread tid's part of phase k of job e: its own sub-chunks, then anyone's, until all are published.
+ * Returns 0 when the job is over without it (a helper that fell behind). */
+static int run_phase(decoder_t *d, int tid, const job_t *j, uint64_t e, int k) {
+    const int NS = d->NS;
+    int ready = 0;          /* this thread's prologue for phase k is done */
+    uint64_t patience = PATIENCE_NS; /* plus the time one of our own sub-chunks took: others take as long */
+    for (int i = 0; i < SUBS; i++) {
+        flags_t *fl = flags_of(d, k, tid * SUBS + i);
+        if (atomic_load_explicit(&fl->started[i], memory_order_relaxed) == e) break; /* a stealer is here */
+        atomic_store_explicit(&fl->started[i], e, memory_order_relaxed);
+        if (!ready) prologue(d, &d->sc[tid], j, k), ready = 1;
+        const uint64_t t0 = now_ns();
+        run_sub(d, tid, j, e, k, tid * SUBS + i);
+        patience = PATIENCE_NS + (now_ns() - t0);
+    }
+    int last_pending = -1;
+    uint64_t since = 0;
+    for (;;) {
+        int pending = 0, free_sub = -1, late_sub = -1;
+        for (int sub = NS - 1; sub >= 0; sub--) { /* from the far end: owners work from the near one */
+            flags_t *fl = flags_of(d, k, sub);
+            const int i = sub % SUBS;
+            if (atomic_load_explicit(&fl->done[i], memory_order_acquire) == e) continue;
+            pending++;
+            if (late_sub < 0) late_sub = sub;
+            if (free_sub < 0 && atomic_load_explicit(&fl->started[i], memory_order_relaxed) != e) free_sub = sub;
+        }
+        if (!pending) return 1;
+        if (atomic_load_explicit(&d->epoch, memory_order_relaxed) != e) return 0;
+        int sub = -1;
+        if (free_sub >= 0) {
+            sub = free_sub;
+            atomic_store_explicit(&flags_of(d, k, sub)->started[sub % SUBS], e, memory_order_relaxed);
+        } else {
+            const uint64_t now = now_ns();
+            if (pending != last_pending) {
+                last_pending = pending;
+                since = now;
+            } else if (now - since > patience) { /* its thread is not running: compute it again */
+                sub = late_sub;
+                since = now;
+            }
+        }
+        if (sub < 0) {
+            cpu_relax();
+            continue;
+        }
+        if (!ready) prologue(d, &d->sc[tid], j, k), ready = 1;
+        run_sub(d, tid, j, e, k, sub);
+    }
+}
+
+static void run_job(decoder_t *d, int tid, const job_t *j, uint64_t e) {
+    if (j->job == JOB_MATVEC) {
+        run_phase(d, tid, j, e, d->phases - 1);
+        return;
+    }
+    for (int k = 0; k <= d->L * P_PER_LAYER; k++)
+        if (!run_phase(d, tid, j, e, k)) return;
+}
+
+/* ---- helper threads ------------------------------------------------------------------------------ */
+static long futex(_Atomic uint32_t *word, int op, uint32_t val) {
+    return syscall(SYS_futex, (uint32_t *)word, op, val, NULL, NULL, 0);
+}
+
+/* the next job after `seen`: spin for SPIN_NS, then sleep until the caller wakes us */
+static uint64_t wait_for_job(decoder_t *d, uint64_t seen) {
+    uint64_t t0 = now_ns();
+    for (;;) {
+        const uint32_t w = atomic_load(&d->wake);
+        const uint64_t e = atomic_load_explicit(&d->epoch, memory_order_acquire);
+        if (e != seen || atomic_load(&d->quit)) return e;
+        if (now_ns() - t0 < SPIN_NS) {
+            for (int i = 0; i < 16; i++) cpu_relax();
+            continue;
+        }
+        atomic_fetch_add(&d->sleepers, 1);
+        if (atomic_load(&d->epoch) == seen && !atomic_load(&d->quit))
+            futex(&d->wake, FUTEX_WAIT_PRIVATE, w); /* returns at once if a job came meanwhile */
+        atomic_fetch_sub(&d->sleepers, 1);
+        t0 = now_ns();
+    }
+}
+
+/* a consistent copy of the job of epoch e (seqlock); 0 if a newer job has begun meanwhile */
+static int read_job(decoder_t *d, uint64_t e, job_t *j) {
+    uint32_t s1 = atomic_load_explicit(&d->seq, memory_order_acquire);
+    if (s1 & 1u) return 0;
+    *j = d->job;
+    atomic_thread_fence(memory_order_acquire);
+    return atomic_load_explicit(&d->seq, memory_order_relaxed) == s1 && j->epoch == e;
+}
+
+static void *helper_main(void *arg) {
+    decoder_t *d = ((helper_arg_t *)arg)->d;
+    const int tid = ((helper_arg_t *)arg)->tid;
+    uint64_t seen = atomic_load(&d->epoch);
+    for (;;) {
+        const uint64_t e = wait_for_job(d, seen);
+        if (atomic_load(&d->quit)) break;
+        seen = e;
+        atomic_store(&d->busy[tid], 1); /* seq_cst with `paused`: bind() sees us busy, or we see it paused */
+        job_t j;
+        if (!atomic_load(&d->paused) && read_job(d, e, &j)) run_job(d, tid, &j, e);
+        atomic_store(&d->busy[tid], 0);
+    }
+    return NULL;
+}
+
+/* the caller's side of a job: publish it, wake sleeping helpers, do it */
+static void run_caller(decoder_t *d, job_t *job) {
+    const uint64_t e = atomic_load_explicit(&d->epoch, memory_order_relaxed) + 1;
+    job->epoch = e;
+    const uint32_t s = atomic_load_explicit(&d->seq, memory_order_relaxed);
+    atomic_store_explicit(&d->seq, s + 1, memory_order_relaxed); /* odd: being written */
+    atomic_thread_fence(memory_order_release);
+    d->job = *job;
+    atomic_store_explicit(&d->seq, s + 2, memory_order_release);
+    atomic_store(&d->epoch, e);
+    atomic_fetch_add(&d->wake, 1);
+    if (atomic_load(&d->sleepers) > 0) futex(&d->wake, FUTEX_WAKE_PRIVATE, INT_MAX);
+    run_job(d, 0, job, e);
+}
+
+/* wait until no helper is inside a job (they may still be reading an earlier step's tensors) */
+static void wait_for_helpers(decoder_t *d) {
+    for (int t = 1; t < d->started_helpers + 1; t++)
+        while (atomic_load(&d->busy[t])) sched_yield();
 }
 
 /* ---- the C API (engine/native/kernel.py) ------------------------------------------------------- */
@@ -470,7 +683,7 @@ int sideman_abi_version(void) { return ABI_VERSION; }
 
 void sideman_decoder_free(decoder_t *d);
 
-/* cfg: CFG_N ints; returns NULL when the shapes are not supported or memory ran out */
+/* cfg: CFG_N ints; returns NULL when the shapes are not supported, memory ran out or threads failed */
 decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     if (threads < 1) threads = 1;
     if (threads > MAX_THREADS) threads = MAX_THREADS;
@@ -484,7 +697,8 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     d->F = (int)cfg[CFG_D_FF];
     d->W = (int)cfg[CFG_WINDOW];
     d->S = (int)cfg[CFG_SLOTS];
-    if (d->nh < 1 || d->nkv < 1 || d->C % d->nh || d->nh % d->nkv || d->L < 1 || d->W < 1 || d->S < d->W) {
+    if (d->nh < 1 || d->nkv < 1 || d->C % d->nh || d->nh % d->nkv || d->L < 1 || d->W < 1 || d->S < d->W ||
+        d->vocab < 1) {
         free(d);
         return NULL;
     }
@@ -493,14 +707,23 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     d->kvs = d->nkv * d->hs;
     d->scale = 1.0f / sqrtf((float)d->hs);
     d->T = threads;
+    d->NS = threads * SUBS;
+    d->phases = d->L * P_PER_LAYER + 2; /* the layers' phases, the head, the floor's mat-vec */
+    d->stall_tid = -1;
     int width = d->C + 2 * d->kvs;
     if (d->F > width) width = d->F;
+    if (d->vocab > width) width = d->vocab;
     d->width = width;
     d->layers = calloc((size_t)d->L, sizeof(layer_t));
     d->x = alloc_floats(d->C);
     d->qkv = alloc_floats(d->C + 2 * d->kvs);
     d->f = alloc_floats(d->F);
-    int ok = d->layers && d->x && d->qkv && d->f;
+    d->part_m = alloc_floats((size_t)d->NS * d->nh);
+    d->part_l = alloc_floats((size_t)d->NS * d->nh);
+    d->part_o = alloc_floats((size_t)d->NS * d->nh * d->hs);
+    d->flags = aligned_alloc(ALIGN, (size_t)d->phases * d->T * sizeof(flags_t));
+    int ok = d->layers && d->x && d->qkv && d->f && d->part_m && d->part_l && d->part_o && d->flags;
+    if (d->flags) memset(d->flags, 0, (size_t)d->phases * d->T * sizeof(flags_t));
     for (int t = 0; t < d->T && ok; t++) {
         scratch_t *s = &d->sc[t];
         s->h = alloc_floats(width);
@@ -512,6 +735,11 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
         s->y = alloc_floats(d->C);
         ok = s->h && s->acc && s->scores && s->m && s->l && s->o && s->y;
     }
+    for (int t = 1; t < d->T && ok; t++) {
+        d->args[t] = (helper_arg_t){d, t};
+        ok = pthread_create(&d->helpers[t], NULL, helper_main, &d->args[t]) == 0;
+        if (ok) d->started_helpers = t;
+    }
     if (!ok) {
         sideman_decoder_free(d);
         return NULL;
@@ -519,8 +747,11 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     return d;
 }
 
-/* ptrs: G_N globals (G_COND may be NULL), then L_N per layer. Call again after the buffers move. */
+/* ptrs: G_N globals (G_COND may be NULL), then L_N per layer. Call again after the buffers move; on
+ * return no helper reads the old ones any more. */
 void sideman_decoder_bind(decoder_t *d, void *const *ptrs) {
+    atomic_store(&d->paused, 1);
+    wait_for_helpers(d);
     d->wte = ptrs[G_WTE];
     d->lnf_w = ptrs[G_LNF_W];
     d->lnf_b = ptrs[G_LNF_B];
@@ -541,36 +772,49 @@ void sideman_decoder_bind(decoder_t *d, void *const *ptrs) {
         ly->fc2_w = p[L_FC2_W];
         ly->kv = p[L_KV];
     }
+    atomic_store(&d->paused, 0);
 }
 
 /* one token at absolute position pos (the window starts no earlier than origin) -> logits (vocab) */
 void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, float *logits) {
-    d->token = token;
-    d->pos = pos;
-    d->origin = origin;
-    d->logits = logits;
-    d->job = JOB_STEP;
+    int64_t seen = pos + 1 - origin;
+    int n = (int)(seen < d->W ? seen : d->W);
+    if (n < 1) n = 1;
+    job_t j = {.job = JOB_STEP, .n = n, .start = (int)(((pos - n + 1) % d->S + d->S) % d->S),
+               .slot = (int)(pos % d->S), .logits = logits};
+    /* the embedding: before the job is published (a late helper reading x loses its claims anyway) */
     const float *e = d->wte + (size_t)token * d->C;
     for (int i = 0; i < d->C; i++) d->x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
-    run_team(d);
+    run_caller(d, &j);
 }
 
-/* y (out) = x (in) @ W (in, out), split by columns over the decoder's threads exactly as the step's
- * matrix-vector products are: the benchmark's floor. `out` at most the decoder's widest layer. */
+/* y (out) = x (in) @ W (in, out), split by columns into the same sub-chunks, over the same threads and
+ * routine as the step's matrix-vector products: the benchmark's floor. A plain fork-join: the operands
+ * are the caller's, so it returns when no helper is still inside it. `out` at most the decoder's
+ * widest layer / threads. */
 int sideman_decoder_matvec(decoder_t *d, const float *W, int in, int out, const float *x, float *y) {
-    if (((out + d->T - 1) / d->T + 15) / 16 * 16 > d->width) return -1; /* share()'s chunk must fit acc */
-    d->mv_w = W;
-    d->mv_x = x;
-    d->mv_y = y;
-    d->mv_in = in;
-    d->mv_out = out;
-    d->job = JOB_MATVEC;
-    run_team(d);
+    if (((out + d->NS - 1) / d->NS + 15) / 16 * 16 > d->width) return -1; /* a sub-chunk must fit acc */
+    job_t j = {.job = JOB_MATVEC, .mv_w = W, .mv_x = x, .mv_y = y, .mv_in = in, .mv_out = out};
+    run_caller(d, &j);
+    wait_for_helpers(d);
     return 0;
+}
+
+/* tests: from now on thread `tid` (0 = the caller) sleeps `ns` before claiming its sub-chunks of phase
+ * `phase` (0 .. layers * 5: the layers' phases, then the head); ns = 0 stops it */
+void sideman_decoder_debug_stall(decoder_t *d, int tid, int phase, long ns) {
+    d->stall_ns = 0;
+    d->stall_tid = tid;
+    d->stall_phase = phase;
+    d->stall_ns = ns;
 }
 
 void sideman_decoder_free(decoder_t *d) {
     if (!d) return;
+    atomic_store(&d->quit, 1);
+    atomic_fetch_add(&d->wake, 1);
+    futex(&d->wake, FUTEX_WAKE_PRIVATE, INT_MAX);
+    for (int t = 1; t <= d->started_helpers; t++) pthread_join(d->helpers[t], NULL);
     for (int t = 0; t < MAX_THREADS; t++) {
         scratch_t *s = &d->sc[t];
         free(s->h);
@@ -585,5 +829,9 @@ void sideman_decoder_free(decoder_t *d) {
     free(d->x);
     free(d->qkv);
     free(d->f);
+    free(d->part_m);
+    free(d->part_l);
+    free(d->part_o);
+    free(d->flags);
     free(d);
 }

@@ -1,13 +1,16 @@
 """The native decode step (engine/native/decode.c) bound to a loaded model's own tensors, via ctypes.
 
     decoder = NativeDecoder(module, threads=2)   # module: the TorchScript model, on the CPU, float32
-    logits = decoder.step(token, pos, origin)    # == module.decode(token, pos), ~6x faster on a 2-core VM
+    logits = decoder.step(token, pos, origin)    # == module.decode(token, pos), ~5x faster on a 2-core VM
     decoder.bind(module)                         # after module.reset() / set_condition(): buffers moved
 
 The kernel reads the module's weights and reads and writes its KV ring buffers in place (pointers, no
 copy), so the TorchScript paths (prefill, rollback, reset) and the native decode step share one cache
-and can be mixed freely. The module must outlive the decoder, and nothing may reallocate its buffers
-without a `bind` (ModelSession does both).
+and can be mixed freely. With threads > 1 the decoder starts threads - 1 helper threads of its own
+(no OpenMP pool): a step never waits for a helper that the OS has descheduled, it finishes the
+helper's share itself. The module must outlive the decoder, and nothing may reallocate its buffers
+without a `bind` (ModelSession does both); this class keeps the bound tensors alive until the next
+bind or close, after the helpers have let go of them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from engine.errors import ModelError
 log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).resolve().parent / "libsideman_decode.so"
-ABI_VERSION = 2
+ABI_VERSION = 3
 LAYER_TENSORS = ("ln1.weight", "ln1.bias", "attn_w", "attn_b", "proj_w", "ln2.weight", "ln2.bias",
                  "fc_w", "fc_b", "fc2_w", "kv")  # the order of decode.c's L_* enum
 
@@ -68,6 +71,8 @@ def load_library(path: Path = LIBRARY) -> ctypes.CDLL:
         lib.sideman_decoder_matvec.restype = ctypes.c_int
         lib.sideman_decoder_matvec.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                                ctypes.c_void_p, ctypes.c_void_p]
+        lib.sideman_decoder_debug_stall.restype = None
+        lib.sideman_decoder_debug_stall.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_long]
         lib.sideman_decoder_free.restype = None
         lib.sideman_decoder_free.argtypes = [ctypes.c_void_p]
         _lib = lib
@@ -83,7 +88,8 @@ def available() -> bool:
 
 
 class NativeDecoder:
-    """One model's decode step in C, over the model's own tensors. One caller thread at a time."""
+    """One model's decode step in C, over the model's own tensors. One caller thread at a time; close()
+    stops the helper threads."""
 
     def __init__(self, module: torch.nn.Module, threads: int = 1) -> None:
         self._lib = load_library()
@@ -143,6 +149,12 @@ class NativeDecoder:
                                             y.data_ptr()) != 0:
             raise ValueError(f"matvec: {w.shape[1]} columns is wider than this decoder's scratch")
         return y
+
+    def debug_stall(self, thread: int, phase: int, seconds: float) -> None:
+        """Tests: from now on `thread` (0 = the caller, 1.. = helpers) sleeps `seconds` in every step before
+        publishing its share of `phase` (0 .. 5 * layers - 1: each layer's q|k|v, attention, projection,
+        fc, fc2; 5 * layers: the head), as if the OS had descheduled it there; seconds = 0 stops it."""
+        self._lib.sideman_decoder_debug_stall(self._handle, int(thread), int(phase), int(seconds * 1e9))
 
     def close(self) -> None:
         if self._handle:
