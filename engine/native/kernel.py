@@ -42,8 +42,7 @@ class NativeKernelUnavailable(ModelError):
 def load_library(path: Path = LIBRARY) -> ctypes.CDLL:
     """The kernel library, loaded once; NativeKernelUnavailable says how to build it when it is missing.
 
-    torch is imported first (above), so the library's libgomp.so.1 resolves to the copy torch loaded:
-    one OpenMP runtime, one pool of threads for torch's operators and the kernel."""
+    The library needs no OpenMP runtime: its helper threads are its own (see decode.c)."""
     global _lib
     with _lib_lock:
         if _lib is not None:
