@@ -175,26 +175,17 @@ def native_decoders(dev, modules, threads: int) -> list:
         return []
 
 
-def fixed_work_like(step: Callable[[], object], after: Callable[[], object] | None = None) -> Callable[[], object]:
+def fixed_work_like(timer: Timer, step: Callable[[], object], after: Callable[[], object] | None = None
+                    ) -> Callable[[], object]:
     """A fixed amount of plain work (sha256 over a buffer that stays in L2, one core) that takes about as
     long as `step` does now: sampled beside the steps, its p99/p50 is the machine's own tail for an
     operation of that length (what interrupts and preemption alone do), not the code's."""
     import hashlib
 
-    def median_s(fn: Callable[[], object], n: int = 101) -> float:
-        xs = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            fn()
-            xs.append(time.perf_counter() - t0)
-            if after is not None and fn is step:
-                after()
-        return statistics.median(xs)
-
-    target = median_s(step)
+    target_ms = statistics.median(timer.samples(step, 101, 20, after))
     probe = bytes(64 * 1024)
-    per_byte = median_s(lambda: hashlib.sha256(probe).digest()) / len(probe)
-    buf = bytes(max(4096, min(int(target / per_byte), 768 * 1024)))  # L2 is 1 MB per core here
+    per_byte_ms = statistics.median(timer.samples(lambda: hashlib.sha256(probe).digest(), 101, 5)) / len(probe)
+    buf = bytes(max(4096, min(int(target_ms / per_byte_ms), 768 * 1024)))  # L2 is 1 MB per core here
     return lambda: hashlib.sha256(buf).digest()
 
 
@@ -210,6 +201,7 @@ def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repe
     if dev.type == "cpu":
         torch.set_num_threads(threads)
     timer = Timer(dev)
+    top = CONTEXTS[-1]  # the headline context
     cfg, cfg_source = default_config(model_path)
     module, cfg, n_params = build_model(dev, cfg)
     gpt2 = hf_gpt2(cfg, dev)
@@ -240,9 +232,8 @@ def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repe
         kernels = native_decoders(dev, [*fresh.values(), long_session], threads)
         fixed_work = None
         if dev.type == "cpu":
-            top = CONTEXTS[-1]
             step = (lambda: kernels[-2].step(7, top)) if kernels else (lambda: fresh[top].decode(7, top))
-            fixed_work = fixed_work_like(step, None if kernels else (lambda: fresh[top].rollback(top)))
+            fixed_work = fixed_work_like(timer, step, None if kernels else (lambda: fresh[top].rollback(top)))
         seqs = {ctx: torch.randint(0, cfg.vocab_size, (1, ctx + 1), device=dev) for ctx in CONTEXTS}
         hf_state = {}
         if gpt2 is not None:
@@ -315,7 +306,6 @@ def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repe
         "torch": torch.__version__,
         "kernel": "native" if kernels else "torchscript",
     }
-    top = CONTEXTS[-1]
     for ctx in CONTEXTS:
         res[f"cached_ms_p50_ctx{ctx}"] = round(med(f"cached_{ctx}"), 4)
         res[f"cached_ms_p99_ctx{ctx}"] = round(med(f"cached_{ctx}", 0.99), 4)

@@ -58,7 +58,7 @@ enum { CFG_VOCAB, CFG_D_MODEL, CFG_LAYERS, CFG_HEADS, CFG_KV_HEADS, CFG_D_FF, CF
 enum { L_LN1_W, L_LN1_B, L_ATTN_W, L_ATTN_B, L_PROJ_W, L_LN2_W, L_LN2_B, L_FC_W, L_FC_B, L_FC2_W, L_KV, L_N };
 enum { G_WTE, G_LNF_W, G_LNF_B, G_ALIBI, G_COND, G_N }; /* then L_N pointers per layer */
 /* the phases of a layer, then the head; the floor's mat-vec is a job of one phase */
-enum { P_QKV, P_ATTN, P_PROJ, P_FC, P_FC2, P_PER_LAYER };
+enum { P_MATVEC = -1, P_QKV, P_ATTN, P_PROJ, P_FC, P_FC2, P_PER_LAYER, P_HEAD = P_PER_LAYER };
 enum { JOB_STEP, JOB_MATVEC };
 
 typedef struct {
@@ -117,7 +117,7 @@ struct decoder {
     pthread_t helpers[MAX_THREADS];
     helper_arg_t args[MAX_THREADS];
     int started_helpers;
-    /* tests: thread stall_tid sleeps stall_ns before claiming its first sub-chunk of phase stall_phase */
+    /* tests: thread stall_tid sleeps stall_ns before claiming each of its sub-chunks of phase stall_phase */
     int stall_tid, stall_phase;
     long stall_ns;
 };
@@ -152,7 +152,6 @@ static inline void cpu_relax(void) {
     __asm__ __volatile__("yield");
 #endif
 }
-
 
 /* exp(x) for the whole float range: Cephes' expf polynomial after range reduction by ln 2, written
  * branch-free so loops over it vectorise (libm's expf does not). Relative error ~2e-7. */
@@ -450,18 +449,20 @@ static void attend_merge(decoder_t *d, float *y) {
 /* ---- the phases: each sub-chunk computed into the thread's scratch, published once claimed ----- */
 static inline flags_t *flags_of(decoder_t *d, int k, int sub) { return &d->flags[(size_t)k * d->T + sub / SUBS]; }
 
+/* what phase k of job j is (P_*), and its layer (NULL for the head and the mat-vec) */
+static int phase_of(const decoder_t *d, const job_t *j, int k, const layer_t **ly) {
+    *ly = j->job == JOB_STEP && k < d->L * P_PER_LAYER ? &d->layers[k / P_PER_LAYER] : NULL;
+    return j->job == JOB_MATVEC ? P_MATVEC : *ly ? k % P_PER_LAYER : P_HEAD;
+}
+
 /* what every thread computes for itself before its first sub-chunk of phase k */
 static void prologue(decoder_t *d, scratch_t *s, const job_t *j, int k) {
-    if (j->job == JOB_MATVEC) return;
-    if (k == d->L * P_PER_LAYER) {
-        layer_norm(d->x, d->lnf_w, d->lnf_b, d->C, s->h);
-        return;
-    }
-    const layer_t *ly = &d->layers[k / P_PER_LAYER];
-    switch (k % P_PER_LAYER) {
+    const layer_t *ly;
+    switch (phase_of(d, j, k, &ly)) {
     case P_QKV: layer_norm(d->x, ly->ln1_w, ly->ln1_b, d->C, s->h); break;
     case P_PROJ: attend_merge(d, s->y); break;
     case P_FC: layer_norm(d->x, ly->ln2_w, ly->ln2_b, d->C, s->h); break;
+    case P_HEAD: layer_norm(d->x, d->lnf_w, d->lnf_b, d->C, s->h); break;
     default: break;
     }
 }
@@ -470,11 +471,11 @@ static void prologue(decoder_t *d, scratch_t *s, const job_t *j, int k) {
 static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, int sub) {
     scratch_t *s = &d->sc[tid];
     const int C = d->C, QKV = d->C + 2 * d->kvs, NS = d->NS;
-    const layer_t *ly = k < d->L * P_PER_LAYER ? &d->layers[k / P_PER_LAYER] : NULL;
-    const int phase = j->job == JOB_MATVEC ? -1 : ly ? k % P_PER_LAYER : P_PER_LAYER;
-    int a, b;
+    const layer_t *ly;
+    const int phase = phase_of(d, j, k, &ly);
+    int a = 0, b = 0;
     switch (phase) {
-    case -1:
+    case P_MATVEC:
         share(j->mv_out, sub, NS, 16, &a, &b);
         matvec_cols(j->mv_x, j->mv_w, j->mv_in, j->mv_out, a, b, NULL, NULL, POST_NONE, s->acc);
         break;
@@ -498,7 +499,7 @@ static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, in
         share(C, sub, NS, 16, &a, &b);
         matvec_cols(d->f, ly->fc2_w, d->F, C, a, b, NULL, d->x, POST_NONE, s->acc);
         break;
-    default: /* the head, tied to the embedding: logits[v] = ln_f(x) . wte[v] */
+    case P_HEAD: /* tied to the embedding: logits[v] = ln_f(x) . wte[v] */
         share(d->vocab, sub, NS, 16, &a, &b);
         for (int v = a; v < b; v++) {
             const float *restrict row = d->wte + (size_t)v * C;
@@ -526,7 +527,7 @@ static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, in
                                                     memory_order_relaxed));
     const size_t cols = (size_t)(b > a ? b - a : 0) * sizeof(float);
     switch (phase) {
-    case -1: memcpy(j->mv_y + a, s->acc, cols); break;
+    case P_MATVEC: memcpy(j->mv_y + a, s->acc, cols); break;
     case P_QKV:
         memcpy(d->qkv + a, s->acc, cols);
         for (int c = (a > C ? a : C); c < b; c++) { /* the new token's k | v into both ring rows */
@@ -542,7 +543,7 @@ static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, in
     case P_PROJ:
     case P_FC2: memcpy(d->x + a, s->acc, cols); break;
     case P_FC: memcpy(d->f + a, s->acc, cols); break;
-    default: memcpy(j->logits + a, s->acc, cols); break;
+    case P_HEAD: memcpy(j->logits + a, s->acc, cols); break;
     }
     atomic_store_explicit(&fl->done[i], e, memory_order_release);
 }
@@ -558,6 +559,10 @@ static int run_phase(decoder_t *d, int tid, const job_t *j, uint64_t e, int k) {
         if (atomic_load_explicit(&fl->started[i], memory_order_relaxed) == e) break; /* a stealer is here */
         atomic_store_explicit(&fl->started[i], e, memory_order_relaxed);
         if (!ready) prologue(d, &d->sc[tid], j, k), ready = 1;
+        if (d->T == 1) { /* alone (the daemon): nobody to wait for, no clock to read */
+            run_sub(d, tid, j, e, k, tid * SUBS + i);
+            continue;
+        }
         const uint64_t t0 = now_ns();
         run_sub(d, tid, j, e, k, tid * SUBS + i);
         patience = PATIENCE_NS + (now_ns() - t0);
@@ -674,7 +679,7 @@ static void run_caller(decoder_t *d, job_t *job) {
 
 /* wait until no helper is inside a job (they may still be reading an earlier step's tensors) */
 static void wait_for_helpers(decoder_t *d) {
-    for (int t = 1; t < d->started_helpers + 1; t++)
+    for (int t = 1; t <= d->started_helpers; t++)
         while (atomic_load(&d->busy[t])) sched_yield();
 }
 
