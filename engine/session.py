@@ -177,6 +177,15 @@ class ModelSession:
         self._check_tokens(toks)
         if len(toks) == 1:
             return self.append(toks[0])
+        if self._native is not None and len(toks) <= self._native.feed_max:
+            # a few tokens (a played note, an answer's prefix): the native kernel, no interpreter; in
+            # chunks the ring can hold beside the first token's window, as prefill's
+            chunk = min(self._native.feed_max, self.max_rollback)
+            for i in range(0, len(toks), chunk):
+                part = toks[i:i + chunk]
+                self._logits = self._native.feed(part, self._position)
+                self._advance(part)
+            return self._logits
         chunk = self.max_rollback
         with torch.inference_mode():
             for i in range(0, len(toks), chunk):

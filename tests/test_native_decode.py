@@ -67,12 +67,14 @@ LAYOUTS = {
 }
 
 
-def drive(module, decoder: NativeDecoder, n_ops: int, seed: int) -> tuple[float, int, int]:
-    """Random prefills, decodes (TorchScript and native in turn on the shared cache) and rollbacks.
-    Each native step is checked against the TorchScript step at the same position and state.
-    Returns (worst difference, native steps checked, final position)."""
+def drive(module, decoder: NativeDecoder, n_ops: int, seed: int) -> tuple[float, int, int, int]:
+    """Random prefills, native feeds, decodes (TorchScript and native in turn on the shared cache) and
+    rollbacks. Each native step is checked against the TorchScript step at the same position and state,
+    each native feed against TorchScript's prefill of the same tokens (then its own cache rows are the
+    ones the next steps read). Returns (worst difference, native steps checked, feeds checked, final
+    position)."""
     rng = random.Random(seed)
-    worst, checked, pos, max_written = 0.0, 0, 0, -1
+    worst, checked, fed, pos, max_written = 0.0, 0, 0, 0, -1
     max_rb = int(module.max_rollback)
     with torch.inference_mode():
         module.reset()
@@ -89,6 +91,18 @@ def drive(module, decoder: NativeDecoder, n_ops: int, seed: int) -> tuple[float,
                 toks = torch.randint(0, V, (1, n))
                 module.prefill(toks, pos)
                 pos += n
+            elif op < 0.3:  # a native feed of up to feed_max tokens against prefill's, from the same cache
+                n = rng.randint(1, min(decoder.feed_max, max_rb))
+                toks = [rng.randrange(V) for _ in range(n)]
+                caches = [b for name, b in module.named_buffers() if name.endswith(".kv")]
+                before = [c.clone() for c in caches]
+                ref = module.prefill(torch.tensor([toks]), pos)
+                for c, b in zip(caches, before):  # undone in place: the rows the next steps read are the feed's
+                    c.copy_(b)
+                out = decoder.feed(toks, pos)
+                worst = max(worst, float((ref - out).abs().max()))
+                fed += 1
+                pos += n
             else:  # one decode step: TorchScript first, then the kernel at the same position
                 tok = rng.randrange(V)
                 ref = module.decode(tok, pos)
@@ -97,7 +111,7 @@ def drive(module, decoder: NativeDecoder, n_ops: int, seed: int) -> tuple[float,
                 checked += 1
                 pos += 1
             max_written = max(max_written, pos - 1)
-    return worst, checked, pos
+    return worst, checked, fed, pos
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
@@ -111,10 +125,10 @@ def test_kernel_equals_torchscript_over_long_sessions(layout, threads):
     try:
         if cfg.cond_dim:
             module.set_condition(torch.randn(cfg.cond_dim))
-        worst, checked, pos = drive(module, decoder, n_ops=260, seed=threads)
+        worst, checked, fed, pos = drive(module, decoder, n_ops=260, seed=threads)
     finally:
         decoder.close()
-    assert checked > 150
+    assert checked > 150 and fed > 15
     assert pos > 3 * cfg.slots  # the ring wrapped more than three times: windows over the seam
     assert worst < TOL, f"{layout}, {threads} threads: native differs from TorchScript by {worst}"
 
@@ -166,6 +180,11 @@ def test_shipped_model_kernel_equals_torchscript():
             t = int(toks[0, p])
             ref = module.decode(t, p)
             worst = max(worst, float((ref - decoder.step(t, p)).abs().max()))
+        for n in (1, 2, 5, 16, decoder.feed_max):  # native feeds over a full window, against prefill
+            part = toks[0, 1400 - n:1400].tolist()
+            ref = module.prefill(torch.tensor([part]), 1400)
+            worst = max(worst, float((ref - decoder.feed(part, 1400)).abs().max()))
+            module.rollback(1400)
     decoder.close()
     assert worst < TOL
 
@@ -227,6 +246,26 @@ def test_kernel_refuses_what_it_cannot_run():
         NativeDecoder(unallocated)
 
 
+def test_feed_refuses_what_the_ring_cannot_hold():
+    """A feed takes 1 .. feed_max tokens, and no more than max_rollback (as prefill): more could overwrite
+    the cache rows the first token attends to."""
+    cfg = LAYOUTS["gqa-hs64"]  # max_rollback 8
+    module = scripted(cfg)
+    with torch.inference_mode():
+        module.reset()
+        module.origin = 0
+        decoder = NativeDecoder(module)
+        try:
+            assert decoder.feed_max >= 16
+            for n in (0, cfg.max_rollback + 1, decoder.feed_max + 1):
+                with pytest.raises(ValueError, match="feed"):
+                    decoder.feed([1] * n, 0)
+            ref = module.prefill(torch.tensor([[1] * cfg.max_rollback]), 0)
+            assert float((decoder.feed([1] * cfg.max_rollback, 0) - ref).abs().max()) < TOL
+        finally:
+            decoder.close()
+
+
 def test_matvec_is_a_matvec():
     cfg = LAYOUTS["mqa-hs64"]
     module = scripted(cfg)
@@ -265,7 +304,7 @@ def test_a_stalled_thread_changes_no_result(threads, thread, phase):
     decoder = NativeDecoder(module, threads=threads)
     decoder.debug_stall(thread, phase, 200e-6)
     try:
-        worst, checked, _ = drive(module, decoder, n_ops=120, seed=phase)
+        worst, checked, _, _ = drive(module, decoder, n_ops=120, seed=phase)  # feeds right after stalled steps
     finally:
         decoder.close()
     assert checked > 60

@@ -45,7 +45,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define ABI_VERSION 3
+#define ABI_VERSION 4
 #define MAX_THREADS 16
 #define SUBS 1                /* sub-chunks each thread owns in each phase */
 #define PATIENCE_NS 4000      /* a started sub-chunk unpublished this long after ours (plus our own
@@ -53,6 +53,7 @@
 #define SPIN_NS 200000        /* helpers spin this long for the next step, then sleep */
 #define LN_EPS 1e-5f
 #define ALIGN 64
+#define FEED_MAX 32           /* tokens one feed() call takes */
 
 enum { CFG_VOCAB, CFG_D_MODEL, CFG_LAYERS, CFG_HEADS, CFG_KV_HEADS, CFG_D_FF, CFG_WINDOW, CFG_SLOTS, CFG_N };
 enum { L_LN1_W, L_LN1_B, L_ATTN_W, L_ATTN_B, L_PROJ_W, L_LN2_W, L_LN2_B, L_FC_W, L_FC_B, L_FC2_W, L_KV, L_N };
@@ -106,6 +107,8 @@ struct decoder {
     layer_t *layers;
     float *x, *qkv, *f;               /* shared: residual (C), fused q|k|v (C + 2 kvs), hidden (F) */
     float *part_m, *part_l, *part_o;  /* shared: attention partials of each sub-chunk */
+    float *fx, *fh, *fqkv, *fy, *ff;  /* feed(): residuals (FEED_MAX, C), layer norms (.., C), q|k|v, attention
+                                       * outputs (.., C), hidden (.., F); the caller's alone */
     flags_t *flags;                   /* (phases, T) */
     scratch_t sc[MAX_THREADS];
     job_t job;
@@ -214,6 +217,24 @@ static void layer_norm(const float *restrict x, const float *restrict w, const f
 
 enum { POST_NONE, POST_GELU };
 
+/* a[j] = GELU(a[j]), the tanh form: 0.5 u (1 + tanh(t)) = u * sigmoid(2t), t = sqrt(2/pi) (u + 0.044715 u^3) */
+static void gelu(float *restrict a, int w) {
+    int j = 0;
+#if defined(__AVX512F__)
+    for (; j + 16 <= w; j += 16) {
+        __m512 u = _mm512_loadu_ps(a + j);
+        __m512 t = _mm512_mul_ps(_mm512_set1_ps(-2.0f * 0.7978845608028654f),
+                                 _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), u), _mm512_mul_ps(u, u), u));
+        _mm512_storeu_ps(a + j, _mm512_div_ps(u, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(t))));
+    }
+#endif
+    for (; j < w; j++) {
+        float u = a[j];
+        float t = 0.7978845608028654f * (u + 0.044715f * u * u * u);
+        a[j] = u / (1.0f + exp_approx(-2.0f * t));
+    }
+}
+
 /* acc[j - c0] = init[j] + sum_i x[i] W[i][j] for columns j in [c0, c1) of a (in, out) row-major W;
  * init = bias (if given) + residual (if given); POST_GELU applies the tanh GELU. acc is the calling
  * thread's own: the caller publishes it after claiming the columns. */
@@ -241,24 +262,59 @@ static void matvec_cols(const float *restrict x, const float *restrict W, int in
 #pragma omp simd
         for (int j = 0; j < w; j++) a[j] += x0 * w0[j];
     }
-    if (post == POST_GELU) {
-        /* 0.5 u (1 + tanh(a)) = u * sigmoid(2a), a = sqrt(2/pi) (u + 0.044715 u^3) */
-        float *restrict a = acc;
-        int j = 0;
+    if (post == POST_GELU) gelu(acc, w);
+}
+
+
+/* Y[t][j] = bias[j] + R[t][j] + sum_i X[t][i] W[i][j] for t < n and every column j of a (in, out)
+ * row-major W (bias and R optional; R may be Y itself: the residual add in place); POST_GELU applies the
+ * GELU. The feed's matrix products, on the calling thread: W is read from memory once, each of its
+ * column blocks from cache once per 4 tokens. */
+static void matmul_rows(const float *X, int ldx, const float *W, int in, int out, int n, const float *bias,
+                        const float *R, int ldr, int post, float *Y, int ldy) {
+    int t0 = 0;
 #if defined(__AVX512F__)
-        for (; j + 16 <= w; j += 16) {
-            __m512 u = _mm512_loadu_ps(a + j);
-            __m512 t = _mm512_mul_ps(_mm512_set1_ps(-2.0f * 0.7978845608028654f),
-                                     _mm512_fmadd_ps(_mm512_mul_ps(_mm512_set1_ps(0.044715f), u), _mm512_mul_ps(u, u), u));
-            _mm512_storeu_ps(a + j, _mm512_div_ps(u, _mm512_add_ps(_mm512_set1_ps(1.0f), exp512(t))));
-        }
-#endif
-        for (; j < w; j++) {
-            float u = a[j];
-            float t = 0.7978845608028654f * (u + 0.044715f * u * u * u);
-            a[j] = u / (1.0f + exp_approx(-2.0f * t));
-        }
+    if (out % 64 == 0) {
+        const int n4 = n - n % 4;
+        for (int c0 = 0; c0 < out; c0 += 64) /* a column block (in x 64) is read from memory once, */
+            for (t0 = 0; t0 < n4; t0 += 4) {   /* then from L1/L2 for each 4 tokens */
+                __m512 acc[4][4];
+                for (int t = 0; t < 4; t++)
+                    for (int e = 0; e < 4; e++) acc[t][e] = _mm512_setzero_ps();
+                const float *x0 = X + (size_t)t0 * ldx;
+                for (int i = 0; i < in; i++) {
+                    const float *w = W + (size_t)i * out + c0;
+                    if (t0 == 0 && i + 16 < in) /* the first pass over the block: rows 16 ahead (a stride the
+                                                 * hardware prefetcher is slow to follow) */
+                        for (int e = 0; e < 4; e++) _mm_prefetch((const char *)(w + (size_t)16 * out + e * 16), _MM_HINT_T0);
+                    const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16), w2 = _mm512_loadu_ps(w + 32),
+                                 w3 = _mm512_loadu_ps(w + 48);
+                    for (int t = 0; t < 4; t++) {
+                        const __m512 xv = _mm512_set1_ps(x0[(size_t)t * ldx + i]);
+                        acc[t][0] = _mm512_fmadd_ps(xv, w0, acc[t][0]);
+                        acc[t][1] = _mm512_fmadd_ps(xv, w1, acc[t][1]);
+                        acc[t][2] = _mm512_fmadd_ps(xv, w2, acc[t][2]);
+                        acc[t][3] = _mm512_fmadd_ps(xv, w3, acc[t][3]);
+                    }
+                }
+                for (int t = 0; t < 4; t++) {
+                    float *y = Y + (size_t)(t0 + t) * ldy + c0;
+                    const float *r = R ? R + (size_t)(t0 + t) * ldr + c0 : NULL;
+                    for (int e = 0; e < 4; e++) {
+                        __m512 v = acc[t][e];
+                        if (bias) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + c0 + e * 16));
+                        if (r) v = _mm512_add_ps(v, _mm512_loadu_ps(r + e * 16));
+                        _mm512_storeu_ps(y + e * 16, v);
+                    }
+                    if (post == POST_GELU) gelu(y, 64);
+                }
+            }
+        t0 = n4;
     }
+#endif
+    for (; t0 < n; t0++) /* the rest: one token at a time (acc is Y's row, initialised before it is read) */
+        matvec_cols(X + (size_t)t0 * ldx, W, in, out, 0, out, bias, R ? R + (size_t)t0 * ldr : NULL, post,
+                    Y + (size_t)t0 * ldy);
 }
 
 /* ---- AVX-512 attention for head size 64 (the default model's): registers, not memory ---------- */
@@ -276,7 +332,7 @@ static inline __m512 sum16(const __m512 v[16]) {
 }
 
 /* scores for positions [a, a + 16k) of [a, b), every head; returns the first position not done */
-static int scores_hs64(decoder_t *d, scratch_t *s, const float *kv, int start, int n, int a, int b) {
+static int scores_hs64(decoder_t *d, scratch_t *s, const float *q, const float *kv, int start, int n, int a, int b) {
     const int R = 2 * d->kvs, W = d->W, g = d->group;
     const __m512 scale = _mm512_set1_ps(d->scale);
     int t0 = a;
@@ -288,7 +344,7 @@ static int scores_hs64(decoder_t *d, scratch_t *s, const float *kv, int start, i
                     for (int c = 0; c < 4; c++)
                         _mm_prefetch((const char *)(rows + (size_t)(32 + i) * R + h * 64 + c * 16), _MM_HINT_T0);
         for (int h = 0; h < d->nh; h++) {
-            const float *qh = d->qkv + h * 64;
+            const float *qh = q + h * 64;
             const __m512 q0 = _mm512_loadu_ps(qh), q1 = _mm512_loadu_ps(qh + 16), q2 = _mm512_loadu_ps(qh + 32),
                          q3 = _mm512_loadu_ps(qh + 48);
             const float *kbase = rows + (h / g) * 64;
@@ -355,9 +411,10 @@ static void values_hs64(decoder_t *d, scratch_t *s, const float *kv, int start, 
 #endif
 
 /* ---- attention: this thread's positions of the window, then the merge ------------------------ */
-static void attend_part(decoder_t *d, scratch_t *s, const float *kv, int start, int n, int a, int b) {
+/* query q (n_heads, hs) against window positions [a, b) of the n in ring rows [start, start + n):
+ * the thread's running max, sum of exp and weighted values per head (s->m, s->l, s->o) */
+static void attend_part(decoder_t *d, scratch_t *s, const float *q, const float *kv, int start, int n, int a, int b) {
     const int nh = d->nh, hs = d->hs, g = d->group, W = d->W, R = 2 * d->kvs;
-    const float *q = d->qkv;
     for (int h = 0; h < nh; h++) {
         s->m[h] = -INFINITY;
         s->l[h] = 0.0f;
@@ -368,7 +425,7 @@ static void attend_part(decoder_t *d, scratch_t *s, const float *kv, int start, 
     /* scores: every query head against the keys of its kv head */
     int done = a;
 #if defined(__AVX512F__)
-    if (hs == 64) done = scores_hs64(d, s, kv, start, n, a, b);
+    if (hs == 64) done = scores_hs64(d, s, q, kv, start, n, a, b);
 #endif
     for (int t = done; t < b; t++) {
         const float *row = kv + (size_t)(start + t) * R;
@@ -485,7 +542,7 @@ static void run_sub(decoder_t *d, int tid, const job_t *j, uint64_t e, int k, in
         break;
     case P_ATTN:
         share(j->n, sub, NS, 16, &a, &b);
-        attend_part(d, s, ly->kv, j->start, j->n, a, b);
+        attend_part(d, s, d->qkv, ly->kv, j->start, j->n, a, b);
         break;
     case P_PROJ: /* x[a:b] + y @ proj_w[:, a:b]: this sub-chunk reads only the columns of x it replaces */
         share(C, sub, NS, 16, &a, &b);
@@ -727,7 +784,13 @@ decoder_t *sideman_decoder_new(const int64_t *cfg, int threads) {
     d->part_l = alloc_floats((size_t)d->NS * d->nh);
     d->part_o = alloc_floats((size_t)d->NS * d->nh * d->hs);
     d->flags = aligned_alloc(ALIGN, (size_t)d->phases * d->T * sizeof(flags_t));
-    int ok = d->layers && d->x && d->qkv && d->f && d->part_m && d->part_l && d->part_o && d->flags;
+    d->fx = alloc_floats((size_t)FEED_MAX * d->C);
+    d->fh = alloc_floats((size_t)FEED_MAX * d->C);
+    d->fqkv = alloc_floats((size_t)FEED_MAX * (d->C + 2 * d->kvs));
+    d->fy = alloc_floats((size_t)FEED_MAX * d->C);
+    d->ff = alloc_floats((size_t)FEED_MAX * d->F);
+    int ok = d->layers && d->x && d->qkv && d->f && d->part_m && d->part_l && d->part_o && d->flags && d->fx &&
+             d->fh && d->fqkv && d->fy && d->ff;
     if (d->flags) memset(d->flags, 0, (size_t)d->phases * d->T * sizeof(flags_t));
     for (int t = 0; t < d->T && ok; t++) {
         scratch_t *s = &d->sc[t];
@@ -793,6 +856,60 @@ void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, 
     run_caller(d, &j);
 }
 
+/* tokens[0..n) at absolute positions pos .. pos + n - 1 (windows start no earlier than origin) ->
+ * logits (vocab) after the last: what n steps compute, with every weight read once per 4 tokens instead
+ * of once per token. The calling thread alone (no job: the helpers stay where they are; a late helper
+ * still in the last step only loses its claims). Returns -1 when n is not 1 .. FEED_MAX, or more tokens
+ * than the ring holds beside a window (slots - window = max_rollback, as prefill). */
+int sideman_decoder_feed(decoder_t *d, const int64_t *tokens, int n, int64_t pos, int64_t origin, float *logits) {
+    if (n < 1 || n > FEED_MAX || n > d->S - d->W) return -1; /* more could overwrite the first one's window */
+    const int C = d->C, QKV = d->C + 2 * d->kvs, F = d->F, R = 2 * d->kvs, hs = d->hs;
+    float *X = d->fx, *H = d->fh, *Q = d->fqkv, *Y = d->fy, *Fh = d->ff;
+    scratch_t *s = &d->sc[0];
+    for (int t = 0; t < n; t++) {
+        const float *e = d->wte + (size_t)tokens[t] * C;
+        for (int i = 0; i < C; i++) X[(size_t)t * C + i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
+    }
+    for (int li = 0; li < d->L; li++) {
+        const layer_t *ly = &d->layers[li];
+        for (int t = 0; t < n; t++) layer_norm(X + (size_t)t * C, ly->ln1_w, ly->ln1_b, C, H + (size_t)t * C);
+        matmul_rows(H, C, ly->attn_w, C, QKV, n, ly->attn_b, NULL, 0, POST_NONE, Q, QKV);
+        for (int t = 0; t < n; t++) { /* every token's k | v into both ring rows before anyone attends */
+            const int64_t p = pos + t;
+            const int slot = (int)(p % d->S);
+            memcpy(ly->kv + (size_t)slot * R, Q + (size_t)t * QKV + C, (size_t)R * sizeof(float));
+            memcpy(ly->kv + (size_t)(slot + d->S) * R, Q + (size_t)t * QKV + C, (size_t)R * sizeof(float));
+        }
+        for (int t = 0; t < n; t++) {
+            const int64_t p = pos + t, seen = p + 1 - origin;
+            int w = (int)(seen < d->W ? seen : d->W);
+            if (w < 1) w = 1;
+            const int start = (int)(((p - w + 1) % d->S + d->S) % d->S);
+            attend_part(d, s, Q + (size_t)t * QKV, ly->kv, start, w, 0, w);
+            for (int h = 0; h < d->nh; h++) {
+                const float inv = 1.0f / s->l[h];
+                for (int e = 0; e < hs; e++) Y[(size_t)t * C + h * hs + e] = s->o[h * hs + e] * inv;
+            }
+        }
+        matmul_rows(Y, C, ly->proj_w, C, C, n, NULL, X, C, POST_NONE, X, C);
+        for (int t = 0; t < n; t++) layer_norm(X + (size_t)t * C, ly->ln2_w, ly->ln2_b, C, H + (size_t)t * C);
+        matmul_rows(H, C, ly->fc_w, C, F, n, ly->fc_b, NULL, 0, POST_GELU, Fh, F);
+        matmul_rows(Fh, F, ly->fc2_w, F, C, n, NULL, X, C, POST_NONE, X, C);
+    }
+    float *h = s->h;
+    layer_norm(X + (size_t)(n - 1) * C, d->lnf_w, d->lnf_b, C, h);
+    for (int v = 0; v < d->vocab; v++) { /* tied to the embedding */
+        const float *restrict row = d->wte + (size_t)v * C;
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int i = 0; i < C; i++) dot += h[i] * row[i];
+        logits[v] = dot;
+    }
+    return 0;
+}
+
+int sideman_decoder_feed_max(void) { return FEED_MAX; }
+
 /* y (out) = x (in) @ W (in, out), split by columns into the same sub-chunks, over the same threads and
  * routine as the step's matrix-vector products: the benchmark's floor. A plain fork-join: the operands
  * are the caller's, so it returns when no helper is still inside it. `out` at most the decoder's
@@ -838,5 +955,10 @@ void sideman_decoder_free(decoder_t *d) {
     free(d->part_l);
     free(d->part_o);
     free(d->flags);
+    free(d->fx);
+    free(d->fh);
+    free(d->fqkv);
+    free(d->fy);
+    free(d->ff);
     free(d);
 }

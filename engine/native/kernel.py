@@ -2,6 +2,7 @@
 
     decoder = NativeDecoder(module, threads=2)   # module: the TorchScript model, on the CPU, float32
     logits = decoder.step(token, pos, origin)    # == module.decode(token, pos), ~5x faster on a 2-core VM
+    logits = decoder.feed(tokens, pos, origin)   # == module.prefill(tokens, pos) for up to feed_max tokens
     decoder.bind(module)                         # after module.reset() / set_condition(): buffers moved
 
 The kernel reads the module's weights and reads and writes its KV ring buffers in place (pointers, no
@@ -27,7 +28,7 @@ from engine.errors import ModelError
 log = logging.getLogger(__name__)
 
 LIBRARY = Path(__file__).resolve().parent / "libsideman_decode.so"
-ABI_VERSION = 3
+ABI_VERSION = 4
 LAYER_TENSORS = ("ln1.weight", "ln1.bias", "attn_w", "attn_b", "proj_w", "ln2.weight", "ln2.bias",
                  "fc_w", "fc_b", "fc2_w", "kv")  # the order of decode.c's L_* enum
 
@@ -67,6 +68,10 @@ def load_library(path: Path = LIBRARY) -> ctypes.CDLL:
         lib.sideman_decoder_step.restype = None
         lib.sideman_decoder_step.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int64, ctypes.c_int64,
                                              ctypes.c_void_p]
+        lib.sideman_decoder_feed.restype = ctypes.c_int
+        lib.sideman_decoder_feed.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_int64), ctypes.c_int,
+                                             ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        lib.sideman_decoder_feed_max.restype = ctypes.c_int
         lib.sideman_decoder_matvec.restype = ctypes.c_int
         lib.sideman_decoder_matvec.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
                                                ctypes.c_void_p, ctypes.c_void_p]
@@ -108,6 +113,7 @@ class NativeDecoder:
             raise NativeKernelUnavailable(f"the native kernel cannot run this model's shapes {cfg} "
                                           "(or ran out of memory)")
         self._handle = handle
+        self.feed_max = int(self._lib.sideman_decoder_feed_max())
         self._tensors: list[torch.Tensor] = []
         self.bind(module)
 
@@ -135,6 +141,19 @@ class NativeDecoder:
         starts no earlier than `origin` (the first position written since reset)."""
         out = torch.empty(self.vocab_size)
         self._lib.sideman_decoder_step(self._handle, token, pos, origin, out.data_ptr())
+        return out
+
+    def feed(self, tokens: list[int], pos: int, origin: int = 0) -> torch.Tensor:
+        """Tokens at absolute positions pos.. (1 .. feed_max of them) -> logits (V,) after the last, their
+        keys and values in the cache: module.prefill's result for a few tokens without the interpreter
+        (on the calling thread; each weight read once per 4 tokens)."""
+        n = len(tokens)
+        if not 1 <= n <= self.feed_max:
+            raise ValueError(f"feed takes 1..{self.feed_max} tokens, not {n}")
+        out = torch.empty(self.vocab_size)
+        toks = (ctypes.c_int64 * n)(*tokens)
+        if self._lib.sideman_decoder_feed(self._handle, toks, n, pos, origin, out.data_ptr()) != 0:
+            raise ValueError(f"feed of {n} tokens refused by the kernel")
         return out
 
     def matvec(self, w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
