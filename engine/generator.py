@@ -34,10 +34,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+import numpy as np
 import torch
 
 from engine.grammar import GrammarState
-from engine.sampler import Constraints, Sampler, SamplingConfig, allowed_mask
+from engine.sampler import Constraints, Sampler, SamplingConfig, allowed_mask_np
 from engine.tokens import Meter as TokenMeter
 from engine.tokens import StreamDecoder, StreamEncoder, quantize
 from engine.vocab import Vocab
@@ -211,12 +212,12 @@ class SchedulerLike(Protocol):
 
 
 def answer_mask(grammar: GrammarState, constraints: Constraints, remaining_ticks: int,
-                last_token: int | None) -> torch.Tensor:
+                last_token: int | None) -> np.ndarray:
     """What an answer may take next: the grammar's mask for the sideman's role and the musical
     constraints, without TURN or EOS (the preset sets the answer's length), with no shift past the
     answer's end, and no velocity change right after another one (the encoder never writes two)."""
     v = grammar.vocab
-    mask = allowed_mask(grammar, SIDEMAN, constraints)
+    mask = allowed_mask_np(grammar, SIDEMAN, constraints)
     mask[v.turn] = False
     mask[v.eos] = False
     if remaining_ticks < v.config.max_shift:

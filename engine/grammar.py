@@ -127,18 +127,23 @@ def _static_masks(vocab: Vocab, role: int, allow_eos: bool) -> tuple[np.ndarray,
 
 def grammar_mask(state: GrammarState, role: int) -> torch.Tensor:
     """Bool (V,): the tokens the grammar allows next when generating in `role`."""
+    return torch.from_numpy(grammar_mask_np(state, role))
+
+
+def grammar_mask_np(state: GrammarState, role: int) -> np.ndarray:
+    """grammar_mask as a new numpy array (the sampler's per-token path: no torch op per token)."""
     v = state.vocab
     if state.bar_pending:
         mask = np.zeros(v.size, dtype=bool)
         mask[v.bar] = True
-        return torch.from_numpy(mask)
+        return mask
     base, other = _static_masks(v, role, state.allow_eos)
     limit = state.shift_limit()
     mask = (other if state.role != role else base).copy()
     mask[v.shift_base:v.shift_base + limit] = True
     mask[v.bar] = state.next_bar is None  # the first BAR sets the bar phase
     if state.role != role:
-        return torch.from_numpy(mask)
+        return mask
     mask[v.vel_base:v.vel_base + v.config.velocity_bins] = True
     if state.vel_bin is not None:
         mask[v.vel_base + state.vel_bin] = False
@@ -147,7 +152,7 @@ def grammar_mask(state: GrammarState, role: int) -> torch.Tensor:
         mask[v.note_on(pitch)] = False
         if state.on_tick.get((role, pitch), -1) < state.position:
             mask[v.note_off(pitch)] = True
-    return torch.from_numpy(mask)
+    return mask
 
 
 def apply_mask(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -7,17 +7,22 @@
 Masks are bool tensors over the vocabulary (True = allowed). The grammar mask (engine.grammar) keeps
 the stream well formed; `constraint_mask` adds the musical constraints, which only ever remove
 note-ons, so a shift or BAR always stays allowed and sampling never gets stuck.
+
+The per-token path (masks, then sampling) runs in numpy on the vocabulary's few hundred floats: a torch
+operator costs ~10 us of dispatch here, and the path had ~20 of them per token.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable
 
+import numpy as np
 import torch
 
-from engine.grammar import GrammarState, apply_mask, grammar_mask
+from engine.grammar import GrammarState, apply_mask, grammar_mask_np
 from engine.vocab import DEFAULT_VOCAB, Vocab
 
 NOTE_NAMES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
@@ -87,27 +92,45 @@ class Constraints:
         return cls(parse_key(key) if key else None, low, high, max_polyphony)
 
 
-def constraint_mask(constraints: Constraints, state: GrammarState, role: int) -> torch.Tensor:
-    """Bool (V,): False for the note-ons the constraints forbid now; everything else True."""
-    v = state.vocab
-    mask = torch.ones(v.size, dtype=torch.bool)
-    ons = mask[v.note_on_base:v.note_on_base + v.config.n_pitches]  # a view
-    if constraints.max_polyphony and len(state.sounding_pitches(role)) >= constraints.max_polyphony:
-        ons[:] = False
-        return mask
+@lru_cache(maxsize=64)
+def _constraint_masks(constraints: Constraints, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
+    """(the note-ons the key and range allow, no note-on at all (polyphony full)) over the vocabulary."""
+    allowed = np.ones(vocab.size, dtype=bool)
+    ons = allowed[vocab.note_on_base:vocab.note_on_base + vocab.config.n_pitches]  # a view
+    full = allowed.copy()
+    full[vocab.note_on_base:vocab.note_on_base + vocab.config.n_pitches] = False
     ons[:constraints.low] = False
     ons[constraints.high + 1:] = False
     if constraints.pitch_classes is not None:
-        pcs = torch.arange(v.config.n_pitches) % 12
-        ons &= torch.isin(pcs, torch.tensor(sorted(constraints.pitch_classes)))
+        ons &= np.isin(np.arange(vocab.config.n_pitches) % 12, sorted(constraints.pitch_classes))
+    allowed.setflags(write=False)
+    full.setflags(write=False)
+    return allowed, full
+
+
+def constraint_mask_np(constraints: Constraints, state: GrammarState, role: int) -> np.ndarray:
+    """Bool (V,), read-only: False for the note-ons the constraints forbid now; everything else True."""
+    allowed, full = _constraint_masks(constraints, state.vocab)
+    if constraints.max_polyphony and len(state.sounding_pitches(role)) >= constraints.max_polyphony:
+        return full
+    return allowed
+
+
+def constraint_mask(constraints: Constraints, state: GrammarState, role: int) -> torch.Tensor:
+    """Bool (V,): False for the note-ons the constraints forbid now; everything else True."""
+    return torch.from_numpy(constraint_mask_np(constraints, state, role).copy())
+
+
+def allowed_mask_np(state: GrammarState, role: int, constraints: Constraints | None = None) -> np.ndarray:
+    """The grammar's mask and the constraints', a new numpy array."""
+    mask = grammar_mask_np(state, role)
+    if constraints is not None:
+        mask &= constraint_mask_np(constraints, state, role)
     return mask
 
 
 def allowed_mask(state: GrammarState, role: int, constraints: Constraints | None = None) -> torch.Tensor:
-    mask = grammar_mask(state, role)
-    if constraints is not None:
-        mask = mask & constraint_mask(constraints, state, role)
-    return mask
+    return torch.from_numpy(allowed_mask_np(state, role, constraints))
 
 
 class Sampler:
@@ -115,43 +138,46 @@ class Sampler:
 
     def __init__(self, config: SamplingConfig = SamplingConfig()) -> None:
         self.config = config
-        self.generator = torch.Generator()
-        if config.seed is not None:
-            self.generator.manual_seed(config.seed)
-        else:
-            self.generator.seed()
+        self.rng = np.random.default_rng(config.seed)  # seed None: fresh entropy
 
-    def probabilities(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """The distribution sampled from (after mask, temperature, top-k, top-p); (V,) float32."""
+    def _probabilities(self, logits: torch.Tensor, mask) -> np.ndarray:
+        """The distribution sampled from (after mask, temperature, top-k, top-p); (V,) float64."""
         c = self.config
-        x = logits.detach().float().reshape(-1)
+        x = logits.detach().reshape(-1).float().cpu().numpy().astype(np.float64)
         if mask is not None:
-            x = apply_mask(x, mask)
-        if not bool(torch.isfinite(x).any()):
+            m = mask.numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            x[~m] = -np.inf
+        if not np.isfinite(x).any():
             raise ValueError("no token is allowed: the mask excludes every token")
         if c.temperature == 0:
-            out = torch.zeros_like(x)
-            out[int(torch.argmax(x))] = 1.0
+            out = np.zeros_like(x)
+            out[int(np.argmax(x))] = 1.0
             return out
-        x = x / c.temperature
-        if c.top_k and c.top_k < x.numel():
-            kth = torch.topk(x, c.top_k).values[-1]
-            x = x.masked_fill(x < kth, float("-inf"))
-        probs = torch.softmax(x, dim=-1)
+        x /= c.temperature
+        if c.top_k and c.top_k < x.size:
+            kth = np.partition(x, x.size - c.top_k)[x.size - c.top_k]  # the k-th largest
+            x[x < kth] = -np.inf
+        probs = np.exp(x - x.max())
+        probs /= probs.sum()
         if c.top_p < 1.0:
-            sorted_p, idx = torch.sort(probs, descending=True)
-            cum = torch.cumsum(sorted_p, dim=-1)
-            drop = (cum - sorted_p) > c.top_p  # keep the smallest prefix whose mass reaches top_p
-            sorted_p = sorted_p.masked_fill(drop, 0.0)
-            probs = torch.zeros_like(probs).scatter_(0, idx, sorted_p)
-            probs = probs / probs.sum()
+            idx = np.argsort(-probs, kind="stable")
+            sorted_p = probs[idx]
+            drop = (np.cumsum(sorted_p) - sorted_p) > c.top_p  # keep the smallest prefix whose mass reaches top_p
+            probs[idx[drop]] = 0.0
+            probs /= probs.sum()
         return probs
 
-    def sample(self, logits: torch.Tensor, mask: torch.Tensor | None = None) -> int:
-        probs = self.probabilities(logits, mask)
+    def probabilities(self, logits: torch.Tensor, mask: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """The distribution sampled from (after mask, temperature, top-k, top-p); (V,) float32."""
+        return torch.from_numpy(self._probabilities(logits, mask).astype(np.float32))
+
+    def sample(self, logits: torch.Tensor, mask: torch.Tensor | np.ndarray | None = None) -> int:
+        probs = self._probabilities(logits, mask)
         if self.config.temperature == 0:
-            return int(torch.argmax(probs))
-        return int(torch.multinomial(probs, 1, generator=self.generator))
+            return int(np.argmax(probs))
+        cum = np.cumsum(probs)
+        i = int(np.searchsorted(cum, self.rng.random() * cum[-1], side="right"))  # never a zero-width token
+        return i if i < probs.size else int(np.flatnonzero(probs)[-1])
 
 
 def generate(session, state: GrammarState, sampler: Sampler, n_tokens: int, role: int,
@@ -162,7 +188,7 @@ def generate(session, state: GrammarState, sampler: Sampler, n_tokens: int, role
         logits = session.logits
         if logits is None:
             raise ValueError("the session is empty: feed a prompt (at least BOS) before generating")
-        token = sampler.sample(logits, allowed_mask(state, role, constraints))
+        token = sampler.sample(logits, allowed_mask_np(state, role, constraints))
         session.append(token)
         state.feed(token)
         out.append(token)

@@ -40,6 +40,22 @@ def test_seeded_determinism():
     assert len({tuple(draw(s)) for s in range(20)}) > 1  # different seeds differ
 
 
+def test_draws_follow_the_distribution():
+    """20,000 seeded draws over four allowed tokens land in proportion to their probabilities (each
+    share within 0.015 of it: ~4.5 standard deviations), and never on a masked or zero-probability one."""
+    target = torch.tensor([0.5, 0.25, 0.15, 0.1])
+    logits = torch.full((V.size,), 3.0)  # the masked tokens would dominate if the mask were ignored
+    allowed = [7, 100, 200, 381]  # the last token too: the end of the cumulative sum
+    logits[allowed] = target.log()
+    mask = torch.zeros(V.size, dtype=torch.bool)
+    mask[allowed] = True
+    s = Sampler(SamplingConfig(seed=11))
+    draws = [s.sample(logits, mask) for _ in range(20_000)]
+    assert set(draws) <= set(allowed)
+    for tok, p in zip(allowed, target.tolist()):
+        assert abs(draws.count(tok) / len(draws) - p) < 0.015, (tok, draws.count(tok) / len(draws), p)
+
+
 def test_greedy_takes_the_best_allowed():
     logits = torch.arange(V.size, dtype=torch.float32)
     mask = torch.zeros(V.size, dtype=torch.bool)
