@@ -33,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "below JACK's client threads, e.g. 3). Off by default: on a small VM a spinning "
                              "realtime thread starved jackd's own threads")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads for the model (default 1: with more, one descheduled worker thread "
-                             "stalls a decode step for tens of ms on a busy machine)")
+                        help="threads for the model (default 1). Decode steps and short feeds run on the native "
+                             "kernel, whose step never waits for a descheduled helper, so 2 are safe there; longer "
+                             "feeds run on torch's pool, where a descheduled worker can stall them")
 
 
 def run(args: argparse.Namespace) -> int:
