@@ -270,8 +270,11 @@ def test_a_burst_of_1000_messages_loses_nothing_and_junk_does_not_crash(running)
     assert daemon.generator.stats.player_tokens >= n
     stats = daemon.poller.stats
     assert stats.malformed == len(junk) and stats.sysex >= 1
-    # the daemon lives on: the burst was a phrase, and it gets an answer
-    assert wait_until(lambda: listener.note_ons(), 5)
+    # the daemon lives on: the burst was a phrase, and it gets an answer. Whether that answer has notes
+    # in its first bars is the model's choice: after 1000 notes at once it may rest (with one of the
+    # seeded draws it chooses rests for 30 tokens), so the test asks for the answer, not for its notes
+    assert wait_until(lambda: daemon.generator.stats.response_tokens > 0, 5)
+    assert len(daemon.generator.stats.answers) == 1 and daemon.generator.error is None
     assert all(t.is_alive() for t in (daemon.poller, daemon.conductor, daemon.generator, daemon.scheduler))
 
 
