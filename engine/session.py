@@ -12,8 +12,9 @@ ever happens. Not thread-safe: one owner (the generator thread) drives a session
 
 The decode step runs on the native kernel (engine/native: the same computation fused into one C call
 over the module's own weights and cache, ~6x faster than the TorchScript step on a small CPU) when it
-is built and the model runs float32 on the CPU; otherwise on the module's TorchScript `decode`. Prefill,
-rollback and reset always use the TorchScript module; both decode paths share its cache.
+is built and the model runs float32 on the CPU; otherwise on the module's TorchScript `decode`. A feed of
+up to 32 tokens (a played note, an answer's prefix) runs on the kernel too (one call, batched); longer
+feeds, rollback and reset use the TorchScript module. Both paths share its cache.
 """
 
 from __future__ import annotations
