@@ -178,21 +178,17 @@ class ModelSession:
         self._check_tokens(toks)
         if len(toks) == 1:
             return self.append(toks[0])
-        if self._native is not None and len(toks) <= self._native.feed_max:
-            # a few tokens (a played note, an answer's prefix): the native kernel, no interpreter; in
-            # chunks the ring can hold beside the first token's window, as prefill's
-            chunk = min(self._native.feed_max, self.max_rollback)
-            for i in range(0, len(toks), chunk):
-                part = toks[i:i + chunk]
-                self._logits = self._native.feed(part, self._position)
-                self._advance(part)
-            return self._logits
-        chunk = self.max_rollback
+        # a few tokens (a played note, an answer's prefix): the native kernel, no interpreter
+        native = self._native is not None and len(toks) <= self._native.feed_max
+        chunk = min(self._native.feed_max, self.max_rollback) if native else self.max_rollback
         with torch.inference_mode():
-            for i in range(0, len(toks), chunk):
+            for i in range(0, len(toks), chunk):  # chunks the ring can hold beside the first one's window
                 part = toks[i:i + chunk]
-                x = torch.tensor([part], dtype=torch.long, device=self.device)
-                logits = self.module.prefill(x, self._position)
+                if native:
+                    logits = self._native.feed(part, self._position)
+                else:
+                    logits = self.module.prefill(torch.tensor([part], dtype=torch.long, device=self.device),
+                                                 self._position)
                 self._advance(part)
                 self._logits = self._to_host(logits)
         return self._logits

@@ -249,9 +249,10 @@ def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repe
         if int(long_session.origin) != 0 or slid_pos < cfg.window:
             raise SidemanError("the slid session must attend a full window")
         kernels = native_decoders(dev, [*fresh.values(), long_session], threads)
+        k_top, k_slid = (kernels[len(CONTEXTS) - 1], kernels[-1]) if kernels else (None, None)
         fixed_work = None
         if dev.type == "cpu":
-            step = (lambda: kernels[-2].step(7, top)) if kernels else (lambda: fresh[top].decode(7, top))
+            step = (lambda: k_top.step(7, top)) if kernels else (lambda: fresh[top].decode(7, top))
             fixed_work = fixed_work_like(timer, step, None if kernels else (lambda: fresh[top].rollback(top)))
         seqs = {ctx: torch.randint(0, cfg.vocab_size, (1, ctx + 1), device=dev) for ctx in CONTEXTS}
         hf_state = {}
@@ -278,15 +279,14 @@ def run_benchmark(device: str = "cpu", tokens: int = 200, threads: int = 2, repe
                 else:
                     r[f"cached_{ctx}"] = r[f"torchscript_{ctx}"]
             if kernels:  # a few tokens at once: the native feed (caller thread) against TorchScript's prefill
-                m, k, feed = fresh[top], kernels[len(CONTEXTS) - 1], list(range(3, 3 + FEED_TOKENS))
+                m, feed = fresh[top], list(range(3, 3 + FEED_TOKENS))
                 feed_t = torch.tensor([feed], device=dev)
-                r["feed"] = timer.samples(lambda: k.feed(feed, top), tokens // 4, 5)
+                r["feed"] = timer.samples(lambda: k_top.feed(feed, top), tokens // 4, 5)
                 r["feed_torchscript"] = timer.samples(lambda: m.prefill(feed_t, top), tokens // 4, 5,
                                                       lambda: m.rollback(top))
             for key, snapshot, pos in (("slid_fresh", at_top, top), ("slid", at_slid, slid_pos)):
                 restore(snapshot)
                 if kernels:
-                    k_slid = kernels[-1]
                     r[key] = timer.samples(lambda: k_slid.step(7, pos), tokens, 20)
                 else:
                     r[key] = timer.samples(lambda: long_session.decode(7, pos), tokens, 20,
@@ -422,8 +422,9 @@ def format_table(r: dict) -> str:
     if "fixed_work_ms_p50" in r:
         row("fixed work as long as a step (1 core)", r["fixed_work_ms_p50"], r["fixed_work_ms_p99"])
     if f"feed_ms_p50_n{FEED_TOKENS}" in r:
-        row(f"feed {FEED_TOKENS} tokens at ctx 1024 (native)", r[f"feed_ms_p50_n{FEED_TOKENS}"])
-        row(f"feed {FEED_TOKENS} tokens at ctx 1024 (torchscript prefill)", r[f"feed_torchscript_ms_p50_n{FEED_TOKENS}"])
+        row(f"feed {FEED_TOKENS} tokens at ctx {CONTEXTS[-1]} (native)", r[f"feed_ms_p50_n{FEED_TOKENS}"])
+        row(f"feed {FEED_TOKENS} tokens at ctx {CONTEXTS[-1]} (torchscript prefill)",
+            r[f"feed_torchscript_ms_p50_n{FEED_TOKENS}"])
     for ctx in CONTEXTS:
         row(f"sideman, full recompute, ctx {ctx}", r[f"recompute_ms_p50_ctx{ctx}"])
     for ctx in CONTEXTS:

@@ -276,12 +276,12 @@ static void matvec_cols(const float *restrict x, const float *restrict W, int in
  * column blocks from cache once per 4 tokens. */
 static void matmul_rows(const float *X, int ldx, const float *W, int in, int out, int n, const float *bias,
                         const float *R, int ldr, int post, float *Y, int ldy) {
-    int t0 = 0;
+    int n4 = 0; /* tokens done 4 at a time */
 #if defined(__AVX512F__)
     if (out % 64 == 0) {
-        const int n4 = n - n % 4;
-        for (int c0 = 0; c0 < out; c0 += 64) /* a column block (in x 64) is read from memory once, */
-            for (t0 = 0; t0 < n4; t0 += 4) {   /* then from L1/L2 for each 4 tokens */
+        n4 = n - n % 4;
+        for (int c0 = 0; c0 < out; c0 += 64)         /* a column block (in x 64) is read from memory once, */
+            for (int t0 = 0; t0 < n4; t0 += 4) {   /* then from L1/L2 for each 4 tokens */
                 __m512 acc[4][4];
                 for (int t = 0; t < 4; t++)
                     for (int e = 0; e < 4; e++) acc[t][e] = _mm512_setzero_ps();
@@ -313,10 +313,9 @@ static void matmul_rows(const float *X, int ldx, const float *W, int in, int out
                     if (post == POST_GELU) gelu(y, 64);
                 }
             }
-        t0 = n4;
     }
 #endif
-    for (; t0 < n; t0++) /* the rest: one token at a time (acc is Y's row, initialised before it is read) */
+    for (int t0 = n4; t0 < n; t0++) /* the rest: one token at a time (acc is Y's row, initialised before it is read) */
         matvec_cols(X + (size_t)t0 * ldx, W, in, out, 0, out, bias, R ? R + (size_t)t0 * ldr : NULL, post,
                     Y + (size_t)t0 * ldy);
 }
@@ -852,16 +851,27 @@ void sideman_decoder_bind(decoder_t *d, void *const *ptrs) {
     atomic_store(&d->paused, 0);
 }
 
-/* one token at absolute position pos (the window starts no earlier than origin) -> logits (vocab) */
-void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, float *logits) {
-    int64_t seen = pos + 1 - origin;
+/* the window of the token at pos (starting no earlier than origin): its n positions, ring rows
+ * [*start, *start + n) */
+static int window_of(const decoder_t *d, int64_t pos, int64_t origin, int *start) {
+    const int64_t seen = pos + 1 - origin;
     int n = (int)(seen < d->W ? seen : d->W);
     if (n < 1) n = 1;
-    job_t j = {.job = JOB_STEP, .n = n, .start = (int)(((pos - n + 1) % d->S + d->S) % d->S),
-               .slot = (int)(pos % d->S), .logits = logits};
-    /* the embedding: before the job is published (a late helper reading x loses its claims anyway) */
+    *start = (int)(((pos - n + 1) % d->S + d->S) % d->S);
+    return n;
+}
+
+/* x = the token's embedding (+ the condition's) */
+static void embed(const decoder_t *d, int64_t token, float *x) {
     const float *e = d->wte + (size_t)token * d->C;
-    for (int i = 0; i < d->C; i++) d->x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
+    for (int i = 0; i < d->C; i++) x[i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
+}
+
+/* one token at absolute position pos (the window starts no earlier than origin) -> logits (vocab) */
+void sideman_decoder_step(decoder_t *d, int token, int64_t pos, int64_t origin, float *logits) {
+    job_t j = {.job = JOB_STEP, .slot = (int)(pos % d->S), .logits = logits};
+    j.n = window_of(d, pos, origin, &j.start);
+    embed(d, token, d->x); /* before the job is published (a late helper reading x loses its claims anyway) */
     run_caller(d, &j);
 }
 
@@ -875,10 +885,7 @@ int sideman_decoder_feed(decoder_t *d, const int64_t *tokens, int n, int64_t pos
     const int C = d->C, QKV = d->C + 2 * d->kvs, F = d->F, R = 2 * d->kvs, hs = d->hs;
     float *X = d->fx, *H = d->fh, *Q = d->fqkv, *Y = d->fy, *Fh = d->ff;
     scratch_t *s = &d->sc[0];
-    for (int t = 0; t < n; t++) {
-        const float *e = d->wte + (size_t)tokens[t] * C;
-        for (int i = 0; i < C; i++) X[(size_t)t * C + i] = e[i] + (d->cond ? d->cond[i] : 0.0f);
-    }
+    for (int t = 0; t < n; t++) embed(d, tokens[t], X + (size_t)t * C);
     for (int li = 0; li < d->L; li++) {
         const layer_t *ly = &d->layers[li];
         for (int t = 0; t < n; t++) layer_norm(X + (size_t)t * C, ly->ln1_w, ly->ln1_b, C, H + (size_t)t * C);
@@ -890,10 +897,8 @@ int sideman_decoder_feed(decoder_t *d, const int64_t *tokens, int n, int64_t pos
             memcpy(ly->kv + (size_t)(slot + d->S) * R, Q + (size_t)t * QKV + C, (size_t)R * sizeof(float));
         }
         for (int t = 0; t < n; t++) {
-            const int64_t p = pos + t, seen = p + 1 - origin;
-            int w = (int)(seen < d->W ? seen : d->W);
-            if (w < 1) w = 1;
-            const int start = (int)(((p - w + 1) % d->S + d->S) % d->S);
+            int start;
+            const int w = window_of(d, pos + t, origin, &start);
             attend_part(d, s, Q + (size_t)t * QKV, ly->kv, start, w, 0, w);
             for (int h = 0; h < d->nh; h++) {
                 const float inv = 1.0f / s->l[h];
