@@ -7,11 +7,12 @@ DEBIAN_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm libportaudio2 gcc
 KERNEL := engine/native/libsideman_decode.so
 TORCH_VERSION := 2.13.0
 
-.PHONY: run test setup system-deps bench clean help
+.PHONY: run test test-stress setup system-deps bench clean help
 
 help:
 	@echo "make run    set up, then start the sideman daemon (default preset and model)"
 	@echo "make test   set up, then run the test suite"
+	@echo "make test-stress  the JACK and daemon tests with a busy process on each core"
 	@echo "make bench  run the decode and live benchmarks"
 
 setup: system-deps $(STAMP) $(KERNEL)
@@ -38,6 +39,10 @@ run: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# the JACK and daemon tests beside one busy process per core (started and stopped by the script)
+test-stress: setup
+	PY=$(PY) bash scripts/stress.sh $(PYTEST_ARGS)
 
 bench: setup
 	$(VENV)/bin/sideman bench decode

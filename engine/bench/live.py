@@ -168,9 +168,15 @@ def player_main(config: dict) -> None:
             cuts += 1
         else:
             time.sleep(beat + 3.2 * bar)
-    # let the last answer play out: until the output has been quiet for 1.5 s (at most 10 s)
-    deadline = time.perf_counter() + 10
-    while time.perf_counter() < deadline and time.perf_counter() - max(listener.last_arrival(), end) < 1.5:
+    # let the last answer play out: until the output has been quiet for 1.5 s with no note sounding (at
+    # most 20 s). Quiet alone is not the end: a note held over a bar and a half (at 300 BPM) is quiet too
+    deadline = time.perf_counter() + 20
+
+    def playing() -> bool:
+        quiet_s = time.perf_counter() - max(listener.last_arrival(), end)
+        return quiet_s < 1.5 or bool(sounding_after(r[2] for r in list(listener.records)))
+
+    while time.perf_counter() < deadline and playing():
         time.sleep(0.1)
     received_before_shutdown = len(listener.records)
     print("played", flush=True)

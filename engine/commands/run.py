@@ -7,10 +7,15 @@ says what to fix), 130 interrupted (Ctrl-C / SIGINT).
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import signal
 
 from engine.errors import SidemanError
+from engine.jack import stop_jack
 from engine.midi.ports import API_NAMES
+
+log = logging.getLogger("sideman.run")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run the scheduler thread SCHED_FIFO at priority N (needs root or rtprio; keep it "
                              "below JACK's client threads, e.g. 3). Off by default: on a small VM a spinning "
                              "realtime thread starved jackd's own threads")
+    parser.add_argument("--start-jack", action="store_true",
+                        help="with the JACK MIDI API: if no JACK server is running, start a dummy one "
+                             "(jackd -d dummy -r 48000 -p 128) for this run and stop it, and only it, when "
+                             "sideman stops; a server that was already running is used and left alone")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for the model (default 1). Decode steps and short feeds run on the native "
                              "kernel, whose step never waits for a descheduled helper, so 2 are safe there; longer "
@@ -62,14 +71,37 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         realtime_priority=args.realtime_priority,
     )
-    daemon = Daemon(preset, options)
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(EXIT_INTERRUPTED))
-    signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(EXIT_OK))
+    if args.start_jack and (args.midi_api or preset.ports.api) != "jack":
+        raise SidemanError("--start-jack starts a JACK server for JACK MIDI: add --midi-api jack "
+                           f"(the MIDI API is {args.midi_api or preset.ports.api!r})")
+    jackd = start_jack_for_run() if args.start_jack else None
     try:
-        daemon.start()
-        return daemon.run()
+        daemon = Daemon(preset, options)
+        previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(EXIT_INTERRUPTED))
+        signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(EXIT_OK))
+        try:
+            daemon.start()
+            return daemon.run()
+        finally:
+            daemon.close()  # its JACK clients go before the server does
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     finally:
-        daemon.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        if jackd is not None:
+            stop_jack(jackd)
+            log.info("stopped the JACK server sideman started (pid %d)", jackd.pid)
+
+
+def start_jack_for_run():
+    """The JACK server for this run: None when one is already running (it is left alone)."""
+    from engine.jack import start_session_jack
+
+    jackd = start_session_jack()
+    server = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    if jackd is None:
+        log.info("using the running JACK server %r", server)
+    else:
+        log.info("started JACK server %r for this run: jackd -d dummy -r 48000 -p 128 (pid %d); "
+                 "it stops when sideman stops", server, jackd.pid)
+    return jackd

@@ -150,7 +150,8 @@ class InputPoller(threading.Thread):
             self._report(exc)
         finally:
             if self._midi is not None:
-                ports.close(self._midi)
+                ports.release(self._midi)
+                self._midi = None
 
     def _poll_loop(self) -> None:
         stop = self._stop_event

@@ -62,7 +62,8 @@ class MidiOutput:
             self._watcher.join(2 * self._recheck_s)
         with self._lock:
             if self._midi is not None:
-                ports.close(self._midi)
+                ports.release(self._midi)
+                self._midi = None
             self._connected = False
 
     def __enter__(self) -> "MidiOutput":

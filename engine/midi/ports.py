@@ -178,6 +178,16 @@ def close(midi) -> None:
         log.debug("closing MIDI port failed: %s", exc)
 
 
+def release(midi) -> None:
+    """Close the port and end the client now (with JACK: it leaves the server at once, not at some later
+    garbage collection). The object must not be used after this; never raises."""
+    close(midi)
+    try:
+        midi.delete()
+    except (AttributeError, rtmidi.RtMidiError) as exc:  # a fake in tests, or already gone
+        log.debug("releasing the MIDI client failed: %s", exc)
+
+
 def port_present(midi, spec: PortSpec) -> bool:
     """Whether the existing port `spec` connects to is still listed (connect mode only)."""
     try:
