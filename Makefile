@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEBIAN_PACKAGES := jackd2 fluidsynth fluid-soundfont-gm libportaudio2 gcc
-KERNEL := engine/native/libsideman_decode.so
+KERNEL := engine/model/native/libsideman_decode.so
 TORCH_VERSION := 2.13.0
 
 .PHONY: run test test-stress setup system-deps bench clean help
@@ -31,8 +31,8 @@ $(STAMP): pyproject.toml
 
 # the native decode kernel: plain C, built for this machine's CPU (without a compiler the runtime
 # falls back to the slower TorchScript decode step and says so)
-$(KERNEL): engine/native/decode.c engine/native/build.py $(STAMP)
-	$(PY) -m engine.native.build
+$(KERNEL): engine/model/native/decode.c engine/model/native/build.py $(STAMP)
+	$(PY) -m engine.model.native.build
 
 run: setup
 	bash scripts/run.sh $(ARGS)

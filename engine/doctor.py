@@ -273,7 +273,7 @@ def check_models(ctx: DoctorContext) -> CheckResult:
     lines, worst = [], Status.OK
     vocab_hash = None
     try:
-        from engine.vocab import DEFAULT_VOCAB
+        from engine.music.vocab import DEFAULT_VOCAB
 
         vocab_hash = DEFAULT_VOCAB.hash()
     except ImportError:

@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import PresetError
+from engine.live.modes import BUILT, PLANNED
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
-MODES = ("call_response", "accompany", "restyle")
+MODES = tuple(BUILT)  # the modes this build has (engine.live.modes); PLANNED ones are refused by name
 APIS = ("default", "alsa", "jack", "coremidi", "winmm")
 CLOCK_SOURCES = ("internal", "midi")
 RESPONSE_STARTS = ("beat", "bar")
@@ -381,7 +382,7 @@ def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
     return Preset(
         name=ctx.string(data.get("name", default_name), "name"),
         description=_description(ctx, data.get("description", "")),
-        mode=ctx.choice(data.get("mode", Preset.mode), "mode", MODES),
+        mode=_mode(ctx, data.get("mode", Preset.mode)),
         model=model,
         ports=_ports(ctx, data.get("ports", {})),
         channels=_channels(ctx, data.get("channels", {})),
@@ -394,6 +395,12 @@ def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
         program_change=_program_change(ctx, data.get("program_change", {})),
         monitor=_monitor(ctx, data.get("monitor", {})),
     )
+
+
+def _mode(ctx, value: Any) -> str:
+    if value in PLANNED:
+        raise ctx.fail("mode", f"{value!r} is not in this build yet (it is planned)", ", ".join(MODES))
+    return ctx.choice(value, "mode", MODES)
 
 
 def _description(ctx: _Ctx, value: Any) -> str:

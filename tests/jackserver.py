@@ -1,4 +1,4 @@
-"""A private JACK server (dummy backend) for tests: `engine.jack` with the test's view of it.
+"""A private JACK server (dummy backend) for tests: `engine.live.jack` with the test's view of it.
 
 Starting one exports JACK_DEFAULT_SERVER so every JACK client in this process and its children
 (python-rtmidi, a daemon subprocess) talks to it and not to a user's server.
@@ -10,7 +10,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from engine.jack import start_dummy_jack, stop_jack
+from engine.live.jack import start_dummy_jack, stop_jack
 
 
 @dataclass

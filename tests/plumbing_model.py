@@ -24,7 +24,7 @@ def plumbing_model(folder: Path) -> Path:
 
     from engine.train.export import export_model
     from engine.train.model import ModelConfig, TransformerLM
-    from engine.vocab import DEFAULT_VOCAB as V
+    from engine.music.vocab import DEFAULT_VOCAB as V
 
     torch.manual_seed(0)
     model = TransformerLM(ModelConfig(vocab_size=V.size, d_model=64, n_layers=2, n_heads=2, d_ff=128,

@@ -7,8 +7,8 @@ from engine.cli import COMMANDS
 
 
 def test_building_the_cli_and_listing_ports_never_imports_torch():
-    code = ("import sys, engine.cli, engine.midi.ports, engine.scheduler, engine.clock, engine.presets, "
-            "engine.phrase, engine.midi.input, engine.midi.output; engine.cli.build_parser(); "
+    code = ("import sys, engine.cli, engine.live.midi.ports, engine.live.scheduler, engine.live.clock, engine.presets, "
+            "engine.live.phrase, engine.live.midi.input, engine.live.midi.output; engine.cli.build_parser(); "
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import tomllib
 from pathlib import Path
 
@@ -46,7 +48,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 BAD = [
     # (toml, field named in the error, a piece of the allowed values)
-    ('mode = "jam"', "mode", "call_response, accompany, restyle"),
+    ('mode = "jam"', "mode", "call_response"),
+    ('mode = "accompany"', "mode", "call_response"),  # planned, not in this build: refused, not replaced
+    ('mode = "restyle"', "mode", "call_response"),
     ("tempo = 120", "tempo", "mode"),
     ("[clock]\nbpm = 0", "clock.bpm", "[20, 300]"),
     ('[clock]\nbpm = "fast"', "clock.bpm", "[20, 300]"),
@@ -132,3 +136,21 @@ def test_cli_lists_and_checks(capsys, tmp_path):
     assert main(["presets", "--check", str(bad)]) == 1
     out = capsys.readouterr().out
     assert "clock.bpm" in out and str(bad) in out
+
+
+def test_a_planned_mode_is_refused_by_name_with_the_modes_this_build_has(tmp_path):
+    with pytest.raises(PresetError) as info:
+        load_preset(write(tmp_path, 'mode = "accompany"'))
+    message = str(info.value)
+    assert "'accompany' is not in this build" in message and "allowed: call_response" in message
+
+
+def test_every_mode_a_preset_accepts_is_one_the_factory_builds():
+    from engine.live.modes import BUILT
+    from engine.presets import MODES
+
+    assert set(MODES) == set(BUILT)
+    for name, module in BUILT.items():
+        classes = [v for v in vars(importlib.import_module(module)).values()
+                   if isinstance(v, type) and getattr(v, "name", None) == name]
+        assert classes, f"{module} defines no mode named {name!r}"

@@ -33,7 +33,7 @@ print(json.dumps({{"vocab": card["model"]["vocab_size"], "n": logits.numel(), "h
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
-    from engine.vocab import DEFAULT_VOCAB
+    from engine.music.vocab import DEFAULT_VOCAB
 
     assert info == {"vocab": DEFAULT_VOCAB.size, "n": DEFAULT_VOCAB.size, "hash": DEFAULT_VOCAB.hash()}
     assert MODEL.stat().st_size <= 16 * 1024 * 1024

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Callable
 
 from engine.errors import SidemanError
-from engine.vocab import DEFAULT_VOCAB
+from engine.music.vocab import DEFAULT_VOCAB
 
 # torch and the model are imported inside the functions: the CLI builds its parser from this module,
 # and commands that never touch a model (`sideman ports`) must not import torch.
@@ -114,7 +114,7 @@ DEFAULT_MODEL = str(Path(__file__).resolve().parents[2] / "models" / "continuati
 
 def default_config(model_path: str | None):
     """The architecture of the shipped default model (its card), or ModelConfig's defaults without one."""
-    from engine.modelfile import read_card
+    from engine.model.modelfile import read_card
     from engine.train.model import ModelConfig
 
     if model_path and Path(model_path).exists():
@@ -171,7 +171,7 @@ def native_decoders(dev, modules, threads: int) -> list:
     """One native decoder per module (bound to its cache), or [] when the kernel cannot run here."""
     if dev.type != "cpu":
         return []
-    from engine.native.kernel import NativeDecoder, NativeKernelUnavailable
+    from engine.model.native.kernel import NativeDecoder, NativeKernelUnavailable
 
     try:
         return [NativeDecoder(m, threads=threads) for m in modules]

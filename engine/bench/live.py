@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.jack import read_xruns, start_dummy_jack, stop_jack
+from engine.live.jack import read_xruns, start_dummy_jack, stop_jack
 
 SAMPLE_RATE = 48000
 PERIOD = 128
@@ -83,7 +83,7 @@ class JackListener(threading.Thread):
         super().__init__(name="bench-listener", daemon=True)
         import rtmidi
 
-        from engine.midi.ports import PortSpec, open_input
+        from engine.live.midi.ports import PortSpec, open_input
 
         self.midi = open_input(PortSpec(port, api="jack", connect=True, client_name="bench-listener"))
         self.records: list[tuple[float, float, list[int]]] = []  # (poll, jack, data)
@@ -91,7 +91,7 @@ class JackListener(threading.Thread):
         self._rtmidi_error = rtmidi.RtMidiError
 
     def run(self) -> None:
-        from engine.midi.ports import close
+        from engine.live.midi.ports import close
 
         jack_time = 0.0
         now = time.perf_counter
@@ -281,7 +281,7 @@ def bench_preset(bpm: float):
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
               prepare: bool = True, realtime_priority: int | None = None, jack_log: str | None = None) -> dict:
-    from engine.daemon import Daemon, DaemonOptions, resolve_model_path
+    from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
     seconds = minutes * 60.0 / speed
@@ -326,7 +326,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         xruns_during = read_xruns(jack_log)[0] - xruns_before if jack_log else None
         wall = time.perf_counter() - t0
         records = list(daemon.scheduler.records)
-        gen = daemon.generator.stats
+        gen = daemon.part.generator.stats
         port_received = daemon.poller.stats.received  # what JACK delivered to the daemon's input port
         status = daemon.status()
         sends_at_end = len(sends)

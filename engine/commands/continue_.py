@@ -30,11 +30,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from engine.continuation import ContinueSettings, continue_prompt, prompt_from_midi, write_midi
-    from engine.modelfile import load_model
-    from engine.sampler import Constraints, SamplingConfig
-    from engine.session import ModelSession
-    from engine.vocab import DEFAULT_VOCAB
+    from engine.offline.continuation import ContinueSettings, continue_prompt, prompt_from_midi, write_midi
+    from engine.model.modelfile import load_model
+    from engine.model.sampler import Constraints, SamplingConfig
+    from engine.model.session import ModelSession
+    from engine.music.vocab import DEFAULT_VOCAB
 
     try:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
@@ -56,7 +56,7 @@ def run(args) -> int:
         render_midi(args.output, args.wav)
         print(f"wrote {args.wav}")
     if args.png:
-        from engine.pianoroll import draw_piano_roll
+        from engine.offline.pianoroll import draw_piano_roll
 
         draw_piano_roll(args.output, args.png, title=f"{Path(args.input).name} answered by {session.name}")
         print(f"wrote {args.png}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from engine.midi.ports import API_NAMES, compiled_api_names, list_ports
+from engine.live.midi.ports import API_NAMES, compiled_api_names, list_ports
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

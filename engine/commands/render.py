@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         f"({result.speed:.0f}x real time; SoundFont {result.soundfont})"
     )
     if args.png:
-        from engine.pianoroll import draw_piano_roll
+        from engine.offline.pianoroll import draw_piano_roll
 
         draw_piano_roll(args.midi, args.png, title=args.title)
         print(f"wrote {args.png}")

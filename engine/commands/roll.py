@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.pianoroll import draw_piano_roll
+    from engine.offline.pianoroll import draw_piano_roll
 
     output = args.output or args.midi.with_suffix(".png")
     draw_piano_roll(args.midi, output, title=args.title, width_in=args.width, height_in=args.height)

@@ -12,8 +12,8 @@ import os
 import signal
 
 from engine.errors import SidemanError
-from engine.jack import stop_jack
-from engine.midi.ports import API_NAMES
+from engine.live.jack import stop_jack
+from engine.live.midi.ports import API_NAMES
 
 log = logging.getLogger("sideman.run")
 
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.daemon import EXIT_INTERRUPTED, EXIT_OK, Daemon, DaemonOptions, load_daemon_preset
+    from engine.live.daemon import EXIT_INTERRUPTED, EXIT_OK, Daemon, DaemonOptions, load_daemon_preset
 
     if args.bpm is not None and not 20 <= args.bpm <= 300:
         raise SidemanError(f"--bpm {args.bpm:g} is out of range; allowed: 20..300 (as in presets)")
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def start_jack_for_run():
     """The JACK server for this run: None when one is already running (it is left alone)."""
-    from engine.jack import start_session_jack
+    from engine.live.jack import start_session_jack
 
     jackd = start_session_jack()
     server = os.environ.get("JACK_DEFAULT_SERVER") or "default"

@@ -1,6 +1,6 @@
-"""`sideman vocab`: print the token vocabulary layout (same as `python -m engine.vocab`)."""
+"""`sideman vocab`: print the token vocabulary layout (same as `python -m engine.music.vocab`)."""
 
-from engine import vocab
+from engine.music import vocab
 
 
 def add_arguments(parser) -> None:

@@ -32,7 +32,7 @@ from engine.corpus.midi_source import list_midi_units, midi_to_piece
 from engine.corpus.music21_source import MUSIC21_COLLECTIONS, Unit, list_units, parse_unit
 from engine.corpus.piece import NOTE_FIELDS, Piece, encode_piece
 from engine.errors import DataError
-from engine.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import numpy as np
 from engine.corpus.build import cache_dir
 from engine.corpus.piece import Piece, RoleMapping, encode_piece
 from engine.errors import DataError
-from engine.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 
 @dataclass(frozen=True)

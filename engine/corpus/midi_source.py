@@ -1,6 +1,6 @@
 """A folder of the user's Standard MIDI Files -> `Piece`s (collection and style "user").
 
-Files are read with engine.tokens.read_midi. Each (track, channel) that plays notes is its own part,
+Files are read with engine.music.tokens.read_midi. Each (track, channel) that plays notes is its own part,
 in order of first note; channel 10 (percussion) is skipped. A note-off (or velocity-0 note-on) ends
 the earliest sounding note of its pitch in its part; notes still sounding at the end of the file end
 there. Time signatures give the bar grid from tick 0.
@@ -16,7 +16,7 @@ import numpy as np
 from engine.corpus.music21_source import Unit
 from engine.corpus.piece import Piece, make_notes
 from engine.errors import DataError, MidiFileError
-from engine.tokens import quantize, read_midi
+from engine.music.tokens import quantize, read_midi
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 PERCUSSION_CHANNEL = 9

@@ -1,6 +1,6 @@
 """music21's bundled corpus -> `Piece`s: which files make each collection, and score -> notes.
 
-A collection's name is its style label (engine.vocab.DEFAULT_STYLES). Work is listed as `Unit`s,
+A collection's name is its style label (engine.music.vocab.DEFAULT_STYLES). Work is listed as `Unit`s,
 each one parse: a score file, or one tune of an ABC file (an ABC file holds many tunes; the file is
 split at its `X:` lines here, each tune with the file's header, so one bad tune fails alone and the
 tunes spread over the workers).
@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.corpus.piece import DEFAULT_VELOCITY, Piece, make_notes
 from engine.errors import DataError
-from engine.tokens import quantize
+from engine.music.tokens import quantize
 
 # collection -> (folder under music21's corpus, file suffixes); "bach" is the chorale list instead
 COLLECTION_DIRS: dict[str, tuple[str, tuple[str, ...]]] = {

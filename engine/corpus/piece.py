@@ -19,8 +19,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.tokens import Meter, NoteEvent, StreamEncoder, canonical_order, quantize
-from engine.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.tokens import Meter, NoteEvent, StreamEncoder, canonical_order, quantize
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 NOTE_FIELDS = ("on", "off", "pitch", "velocity", "part")
 ON, OFF, PITCH, VELOCITY, PART = range(len(NOTE_FIELDS))

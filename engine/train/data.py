@@ -22,7 +22,7 @@ from engine.corpus.dataset import Corpus, WindowConfig, WindowSampler, allowed_s
 from engine.errors import DataError
 from engine.train.config import TrainConfig
 from engine.train.noise import add_live_noise
-from engine.vocab import DEFAULT_VOCAB
+from engine.music.vocab import DEFAULT_VOCAB
 
 log = logging.getLogger("sideman.train.data")
 STYLE_DROPOUT = 0.2  # share of windows whose style token becomes STYLE_none

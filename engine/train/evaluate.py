@@ -23,19 +23,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.continuation import SIDEMAN, ContinueSettings, Prompt, continue_prompt, response_start
-from engine.grammar import violations
-from engine.markov import MarkovModel
-from engine.metrics import (continuation_metrics, estimate_key, histogram_distance, key_relative_histogram,
+from engine.offline.continuation import SIDEMAN, ContinueSettings, Prompt, continue_prompt, response_start
+from engine.model.grammar import violations
+from engine.train.markov import MarkovModel
+from engine.music.metrics import (continuation_metrics, estimate_key, histogram_distance, key_relative_histogram,
                             notes_of)
-from engine.modelfile import load_model
-from engine.sampler import SamplingConfig
-from engine.session import ModelSession
-from engine.tokens import Meter, StreamDecoder
+from engine.model.modelfile import load_model
+from engine.model.sampler import SamplingConfig
+from engine.model.session import ModelSession
+from engine.music.tokens import Meter, StreamDecoder
 from engine.train.config import load_config
 from engine.train.data import TokenData, load_token_data
 from engine.train.noise import add_live_noise
-from engine.vocab import DEFAULT_VOCAB as V
+from engine.music.vocab import DEFAULT_VOCAB as V
 
 log = logging.getLogger("sideman.eval")
 
@@ -191,7 +191,7 @@ def corpus_histogram(pieces: list[np.ndarray], n: int = 800) -> np.ndarray:
 
 def answer_is_valid(prompt: Prompt, tokens: list[int], grammar: bool = True) -> bool:
     """No token the grammar forbids (for generated answers) and nothing the decoder must ignore."""
-    from engine.grammar import GrammarState
+    from engine.model.grammar import GrammarState
 
     if not grammar:
         dec = StreamDecoder(V)

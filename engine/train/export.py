@@ -4,7 +4,7 @@
 
 The file is a `torch.jit.save` archive; `card.json` rides in its extra files, and the same card is
 written to `models/continue.card.json` for people and tools that do not load torch. The runtime
-(`engine.modelfile`) loads it with `torch.jit.load` only and checks the card against the running
+(`engine.model.modelfile`) loads it with `torch.jit.load` only and checks the card against the running
 vocabulary.
 """
 
@@ -23,7 +23,7 @@ import torch
 
 from engine.errors import ModelError
 from engine.train.model import TransformerLM, count_parameters
-from engine.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 CARD_NAME = "card.json"
 CARD_FORMAT = "sideman-model-1"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from engine.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 
 def add_live_noise(tokens: np.ndarray, rng: np.random.Generator, vocab: Vocab = DEFAULT_VOCAB,

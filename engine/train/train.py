@@ -31,7 +31,7 @@ from torch.utils.data import DistributedSampler
 from engine.train.config import TrainConfig, load_config
 from engine.train.data import TokenData, load_token_data
 from engine.train.model import ModelConfig, TransformerLM, count_parameters
-from engine.vocab import DEFAULT_VOCAB
+from engine.music.vocab import DEFAULT_VOCAB
 
 log = logging.getLogger("sideman.train")
 

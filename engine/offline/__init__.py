@@ -1,0 +1,1 @@
+"""Offline tools on MIDI files: continuing a phrase, drawing piano rolls."""
