@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from engine.train.arguments import add_arguments
 from engine.train.config import TrainConfig, load_config
 from engine.train.data import TokenData, load_token_data
 from engine.train.model import ModelConfig, TransformerLM, count_parameters
@@ -339,8 +340,6 @@ def export_best(cfg: TrainConfig, model_cfg: ModelConfig, out: Path, summary: di
 
 
 def main(argv: list[str] | None = None) -> int:
-    from engine.commands.train import add_arguments
-
     parser = argparse.ArgumentParser(description="train a sideman model (also under torchrun)")
     add_arguments(parser)
     args = parser.parse_args(argv)

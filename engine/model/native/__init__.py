@@ -1,0 +1,1 @@
+"""The native decode kernel (C, loaded with ctypes): the TorchScript decode step fused into one call."""
