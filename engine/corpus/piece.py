@@ -14,6 +14,7 @@ length that is no time signature is written as Meter(n, 4 * ticks_per_beat), i.e
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -107,10 +108,37 @@ def call_response_roles(
     return roles.astype(np.int64), turns
 
 
+def piece_rng(piece: Piece, salt: str = "") -> np.random.Generator:
+    """A generator seeded by the piece's id: the same draws on every machine and every run."""
+    return np.random.default_rng(zlib.crc32(f"{piece.id}|{salt}".encode()))
+
+
+def call_response_varied_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB, low: int = 1,
+                               high: int = 8) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Phrases of 1-8 bars (drawn per phrase, seeded by the piece's id) alternate player / sideman, with
+    a TURN at each change; as `call_response_roles`, which always alternates 2-bar phrases."""
+    lines = bar_lines(piece, vocab.config.ticks_per_beat)
+    rng = piece_rng(piece, "phrase-lengths")
+    bounds = []
+    bar = 0
+    while True:
+        bar += int(rng.integers(low, high + 1))
+        if bar >= len(lines):
+            break
+        bounds.append(int(lines[bar]))
+    bounds_arr = np.asarray(bounds, dtype=np.int64)
+    phrase = np.searchsorted(bounds_arr, piece.notes[:, ON], side="right")
+    roles = (phrase % 2) * min(1, vocab.config.n_roles - 1)
+    used = np.unique(phrase)
+    turns = tuple(int(bounds_arr[p - 1]) for p in used if p > 0)
+    return roles.astype(np.int64), turns
+
+
 ROLE_MAPPINGS: dict[str, RoleMapping] = {
     "melody": melody_roles,
     "parts": part_roles,
     "call_response": call_response_roles,
+    "call_response_varied": call_response_varied_roles,
 }
 
 

@@ -151,3 +151,55 @@ def continuation_metrics(prompt: Sequence[Note], prompt_ticks: int, continuation
         repetition=repetition_rate(continuation, prompt),
         n_notes=len(continuation),
     )
+
+
+# -- what a listener hears of an answer beside its phrase --------------------------------------------
+
+OCTAVE = 12
+
+
+def peak_polyphony(notes: Sequence[Note]) -> int:
+    """The most notes sounding at once (a note ending at a tick no longer sounds there)."""
+    edges = sorted([(n.start, 1) for n in notes] + [(n.end, -1) for n in notes], key=lambda e: (e[0], e[1]))
+    peak = now = 0
+    for _, step in edges:
+        now += step
+        peak = max(peak, now)
+    return peak
+
+
+@dataclass(frozen=True)
+class ListenerMetrics:
+    """An answer beside its phrase, as a listener hears it (NaN where the answer is empty)."""
+
+    out_of_range: float  # share of the answer's notes more than an octave outside the phrase's range
+    register_distance: float  # |median pitch of the answer - median pitch of the phrase|, semitones
+    peak_polyphony: int  # the answer's
+    phrase_polyphony: int  # the phrase's
+    density_ratio: float  # notes per beat, answer / phrase
+    held_over_bar: float  # share of the answer's notes held longer than a bar
+    empty: bool
+
+    @property
+    def thicker(self) -> bool:
+        """Thicker than the phrase plus one voice."""
+        return self.peak_polyphony > self.phrase_polyphony + 1
+
+
+def listener_metrics(phrase: Sequence[Note], phrase_ticks: int, answer: Sequence[Note], answer_ticks: int,
+                     bar_ticks: int, ticks_per_beat: int = 24) -> ListenerMetrics:
+    if not answer or not phrase:
+        nan = float("nan")
+        return ListenerMetrics(nan, nan, peak_polyphony(answer), peak_polyphony(phrase), nan, nan, not answer)
+    low = min(n.pitch for n in phrase) - OCTAVE
+    high = max(n.pitch for n in phrase) + OCTAVE
+    d_phrase = density(phrase, phrase_ticks, ticks_per_beat)
+    return ListenerMetrics(
+        out_of_range=sum(not low <= n.pitch <= high for n in answer) / len(answer),
+        register_distance=float(abs(np.median([n.pitch for n in answer]) - np.median([n.pitch for n in phrase]))),
+        peak_polyphony=peak_polyphony(answer),
+        phrase_polyphony=peak_polyphony(phrase),
+        density_ratio=density(answer, answer_ticks, ticks_per_beat) / d_phrase if d_phrase else float("nan"),
+        held_over_bar=sum(n.end - n.start > bar_ticks for n in answer) / len(answer),
+        empty=False,
+    )

@@ -1,0 +1,123 @@
+"""A model of human playing: what a person at a keyboard does to the player's part of a score.
+
+Scores are exactly legato and on the grid; people are not. `humanize` changes the notes of the
+player's role (role 0) only, phrase by phrase, the way a player does:
+
+- articulation: each note held 50-105 % of its written length (a phrase has its own touch, detached to
+  slightly overlapping, and each note varies around it); a repeated pitch is released before it is
+  struck again, as a key must be;
+- timing: onsets off the grid by a few ms (sd 10-15 ms, drawn per phrase), the phrase's tempo drifting
+  a few % from the click, the phrase starting a little before or after its bar line;
+- rolled chords: notes struck together are sometimes spread low to high over up to 30 ms;
+- velocity: spread around the written velocity.
+
+Times in ms are taken at `bpm` (a tick is 60000 / (bpm * 24) ms: 25 ms at 100 BPM) and land on whole
+ticks, as the live encoder quantizes what it hears. The sideman's roles and the bar grid are left
+exactly as written: they are what the sideman should play, and the clock's, not the player's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
+
+PLAYER = 0
+
+
+@dataclass(frozen=True)
+class HumanPlaying:
+    articulation: tuple[float, float] = (0.5, 1.05)  # held share of the written length
+    articulation_spread: float = 0.05  # a note's articulation around its phrase's
+    onset_jitter_ms: tuple[float, float] = (10.0, 15.0)  # the sd of onset timing, drawn per phrase
+    tempo_drift: float = 0.04  # a phrase's tempo is off the click by up to this share
+    phrase_offset_ms: float = 40.0  # a phrase starts up to this long before or after its bar line
+    roll_probability: float = 0.3  # share of chords rolled
+    roll_ms: float = 30.0  # a rolled chord spreads over up to this long
+    velocity_sd: float = 10.0
+    bpm: float = 100.0  # the tempo the ms figures are taken at
+
+    def __post_init__(self) -> None:
+        lo, hi = self.articulation
+        if not 0.0 < lo <= hi:
+            raise ValueError(f"articulation {self.articulation}: need 0 < low <= high")
+        if self.bpm <= 0:
+            raise ValueError("bpm must be positive")
+
+
+def ms_per_tick(bpm: float, ticks_per_beat: int) -> float:
+    return 60000.0 / (bpm * ticks_per_beat)
+
+
+def player_phrases(notes: np.ndarray, roles: np.ndarray) -> list[np.ndarray]:
+    """Indices of the player's notes, one array per phrase: a phrase is a run of the player's notes in
+    onset order with none of the sideman's starting between them."""
+    order = np.lexsort((notes[:, PITCH], notes[:, ON]))
+    phrases: list[list[int]] = []
+    current: list[int] = []
+    for i in order.tolist():
+        if roles[i] == PLAYER:
+            current.append(i)
+        elif current:
+            phrases.append(current)
+            current = []
+    if current:
+        phrases.append(current)
+    return [np.asarray(p, dtype=np.int64) for p in phrases]
+
+
+def humanize(piece: Piece, roles: np.ndarray, rng: np.random.Generator, config: HumanPlaying = HumanPlaying(),
+             vocab: Vocab = DEFAULT_VOCAB) -> Piece:
+    """The piece with its player's notes (role 0 under `roles`) as a person plays them."""
+    tpb = vocab.config.ticks_per_beat
+    to_ticks = 1.0 / ms_per_tick(config.bpm, tpb)
+    notes = piece.notes.astype(np.float64)
+    for phrase in player_phrases(piece.notes, roles):
+        _play_phrase(notes, phrase, rng, config, to_ticks)
+    out = piece.notes.copy()
+    player = roles == PLAYER
+    out[player, ON] = np.maximum(0, np.rint(notes[player, ON])).astype(np.int32)
+    out[player, OFF] = np.maximum(out[player, ON] + 1, np.rint(notes[player, OFF])).astype(np.int32)
+    out[player, VELOCITY] = np.clip(np.rint(notes[player, VELOCITY]), 1, 127).astype(np.int32)
+    _release_before_restrike(out, player)
+    return replace(piece, notes=out)
+
+
+def _play_phrase(notes: np.ndarray, phrase: np.ndarray, rng: np.random.Generator, config: HumanPlaying,
+                 to_ticks: float) -> None:
+    """One phrase's notes (float ticks, in place): touch, drift, offset, jitter, rolls, velocity."""
+    lo, hi = config.articulation
+    touch = rng.uniform(lo, hi)
+    jitter_sd = rng.uniform(*config.onset_jitter_ms) * to_ticks
+    drift = rng.uniform(-config.tempo_drift, config.tempo_drift)
+    offset = rng.uniform(-config.phrase_offset_ms, config.phrase_offset_ms) * to_ticks
+    on, off = notes[phrase, ON].copy(), notes[phrase, OFF].copy()
+    start = on.min()
+    length = (off - on) * np.clip(touch + rng.uniform(-1, 1, len(phrase)) * config.articulation_spread, lo, hi)
+    new_on = start + offset + (on - start) * (1.0 + drift) + rng.normal(0.0, jitter_sd, len(phrase))
+    for written in np.unique(on):  # notes struck together: sometimes rolled, low to high
+        chord = np.flatnonzero(on == written)
+        if len(chord) > 1 and rng.random() < config.roll_probability:
+            spread = rng.uniform(0.3, 1.0) * config.roll_ms * to_ticks
+            by_pitch = chord[np.argsort(notes[phrase[chord], PITCH])]
+            new_on[by_pitch] = new_on[by_pitch].min() + np.linspace(0.0, spread, len(chord))
+    notes[phrase, ON] = new_on
+    notes[phrase, OFF] = new_on + np.maximum(length * (1.0 + drift), 1.0)
+    notes[phrase, VELOCITY] += rng.normal(0.0, config.velocity_sd, len(phrase))
+
+
+def _release_before_restrike(notes: np.ndarray, player: np.ndarray) -> None:
+    """A key is released before it is struck again: a player's note ends at or before the next onset of
+    its pitch (and a note struck at the same tick as the previous one of its pitch moves a tick on)."""
+    idx = np.flatnonzero(player)
+    for pitch in np.unique(notes[idx, PITCH]):
+        same = idx[notes[idx, PITCH] == pitch]
+        same = same[np.lexsort((notes[same, OFF], notes[same, ON]))]
+        for a, b in zip(same[:-1], same[1:]):
+            if notes[b, ON] <= notes[a, ON]:
+                notes[b, ON] = notes[a, ON] + 1
+                notes[b, OFF] = max(notes[b, OFF], notes[b, ON] + 1)
+            notes[a, OFF] = min(notes[a, OFF], notes[b, ON])
