@@ -12,6 +12,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--markov-order", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data-limit", type=int, default=None, help="pieces per collection (quick runs)")
+    parser.add_argument("--no-as-played", action="store_true",
+                        help="only the clean prompts (skip the as-played and swung ones)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 

@@ -28,6 +28,8 @@ class TrainConfig:
     seq_len: int = 512
     transpose: tuple[int, int] = (-5, 6)  # semitones, inclusive, drawn per window
     live_noise: float = 0.0  # share of windows given live-input noise (timing jitter, wrong notes, velocity)
+    human_playing: float = 0.0  # share of windows whose player's part is as a person plays it (engine.train.humanize)
+    human_variants: int = 4  # as-played encodings of each training piece (cached beside the corpus)
     # optimisation
     batch_size: int = 32
     lr: float = 1e-3
@@ -53,6 +55,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.adversarial not in ("none", "fgsm", "pgd"):
             raise SidemanError(f"train config: adversarial must be none, fgsm or pgd, not {self.adversarial!r}")
+        if not 0.0 <= self.human_playing <= 1.0 or self.human_variants < 1:
+            raise SidemanError("train config: human_playing must be in [0, 1] and human_variants >= 1")
         if self.seq_len > self.window:
             raise SidemanError(f"train config: seq_len {self.seq_len} must be <= window {self.window}")
 
@@ -76,6 +80,17 @@ PRESETS: dict[str, TrainConfig] = {
                                        "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=1500, warmup_steps=100,
                                        eval_every=150, eval_batches=10, checkpoint_every=50, dropout=0.0,
                                        adversarial="pgd", live_noise=0.25),
+    # the human-playing issue: the shipped model's size and schedule, phrases of 1-8 bars, half the windows as
+    # a person plays the player's part; then the same with adversarial training on the embeddings
+    "continuation-human": TrainConfig(name="continuation-human", collections=("bach", "essen", "oneill", "ryan",
+                                      "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=2400,
+                                      warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
+                                      dropout=0.0, role_mapping="call_response_varied", human_playing=0.5),
+    "continuation-human-adv": TrainConfig(name="continuation-human-adv", collections=("bach", "essen", "oneill",
+                                          "ryan", "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=2400,
+                                          warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
+                                          dropout=0.0, role_mapping="call_response_varied", human_playing=0.5,
+                                          adversarial="fgsm", adv_epsilon=0.03),
     # the robustness experiment: the same small model trained plain and adversarially, side by side
     "robust-plain": TrainConfig(name="robust-plain", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
                                 batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,

@@ -6,11 +6,17 @@ about twice, each time in a different context); a window that starts mid-piece g
 re-attached (BOS, task, style, current role and velocity: `WindowSampler.window`). Each window is
 transposed by a random shift that keeps it on the piano, and optionally given live-input noise.
 Validation uses fixed windows of untransposed validation pieces, so the numbers are comparable.
+
+With `human_playing` > 0 a share of the windows comes from the same piece with its player's part as a
+person plays it (`engine.train.humanize.encode_as_played`, `human_variants` seeded encodings per piece,
+cached); validation then also has as-played windows ("val_played"), from seeds training never uses.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,11 +27,13 @@ from engine.corpus.build import BuildConfig, build, cache_dir
 from engine.corpus.dataset import Corpus, WindowConfig, WindowSampler, allowed_shifts, transpose
 from engine.errors import DataError
 from engine.train.config import TrainConfig
+from engine.train.humanize import HumanPlaying, encode_as_played, encode_swung
 from engine.train.noise import add_live_noise
 from engine.music.vocab import DEFAULT_VOCAB
 
 log = logging.getLogger("sideman.train.data")
 STYLE_DROPOUT = 0.2  # share of windows whose style token becomes STYLE_none
+EVAL_SEED_BASE = 1000  # as-played validation and evaluation seeds start here; training uses 0..variants-1
 
 
 @dataclass
@@ -36,6 +44,8 @@ class TokenData:
     mapping: str
     collections: tuple[str, ...]
     source: str
+    played_train: list[list[np.ndarray]] = field(default_factory=list)  # per training piece: its as-played encodings
+    played_val: list[np.ndarray] = field(default_factory=list)  # one as-played encoding per validation piece
     sampler: WindowSampler = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,7 +68,13 @@ class TokenData:
         """(x, y) long tensors (B, T): inputs and next-token targets."""
         rows = []
         for i, start in windows:
-            w = self._window(self.train[i], start, cfg.seq_len)
+            piece = self.train[i]
+            if self.played_train and rng.random() < cfg.human_playing:
+                variants = self.played_train[i]
+                played = variants[int(rng.integers(len(variants)))]
+                start = int(round(start * len(played) / max(1, len(piece))))  # about the same place in the piece
+                piece = played
+            w = self._window(piece, start, cfg.seq_len)
             lo, hi = cfg.transpose
             k = int(rng.choice(allowed_shifts(w, range(lo, hi + 1), (21, 108))))
             w = transpose(w, k)
@@ -71,7 +87,8 @@ class TokenData:
         return a[:, :-1], a[:, 1:]
 
     def val_batches(self, batch_size: int, seq_len: int, n_batches: int, split: str = "val"):
-        pieces = self.val if split == "val" else self.test
+        """Fixed batches of `split`: "val", "test", or "val_played" (validation pieces as played)."""
+        pieces = {"val": self.val, "test": self.test, "val_played": self.played_val}[split]
         windows = []
         for p in pieces:
             windows += [self._window(p, s, seq_len) for s in range(0, max(1, len(p) - seq_len // 4), seq_len)]
@@ -115,4 +132,52 @@ def load_token_data(cfg: TrainConfig, data_dir: Path | None = None) -> TokenData
     corpus = Corpus(directory, DEFAULT_VOCAB)
     cols = tuple(c for c in cfg.collections if c in corpus.collections)
     parts = {s: _encoded_split(corpus, s, cols, cfg.role_mapping) for s in ("train", "val", "test")}
-    return TokenData(parts["train"], parts["val"], parts["test"], cfg.role_mapping, cols, str(directory))
+    played_train: list[list[np.ndarray]] = []
+    played_val: list[np.ndarray] = []
+    if cfg.human_playing > 0:
+        k = cfg.human_variants
+        flat = _played_split(corpus, "train", cols, cfg.role_mapping, range(k))
+        played_train = [flat[i * k:(i + 1) * k] for i in range(len(parts["train"]))]
+        played_val = _played_split(corpus, "val", cols, cfg.role_mapping, range(EVAL_SEED_BASE, EVAL_SEED_BASE + 1))
+    return TokenData(parts["train"], parts["val"], parts["test"], cfg.role_mapping, cols, str(directory),
+                     played_train, played_val)
+
+
+def _played_split(corpus: Corpus, split: str, collections: tuple[str, ...], mapping: str,
+                  seeds: range) -> list[np.ndarray]:
+    """Each piece of the split as played with each of `seeds` (piece-major), cached beside the corpus."""
+    def encode(piece):
+        for seed in seeds:
+            rng = np.random.default_rng(zlib.crc32(f"{piece.id}|played|{seed}".encode()))
+            yield encode_as_played(piece, rng, mapping=mapping)
+
+    return _cached_variants(corpus, split, collections, f"played-{mapping}",
+                            repr((HumanPlaying(), mapping, tuple(seeds))), encode)
+
+
+def _cached_variants(corpus: Corpus, split: str, collections: tuple[str, ...], name: str, key: str,
+                     encode) -> list[np.ndarray]:
+    """encode(piece) -> token arrays, for every piece of the split in order, cached under `name` and `key`."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:10]
+    path = corpus.dir / f"{name}-{split}-{'+'.join(collections)}-{digest}.npz"
+    if path.exists():
+        with np.load(path) as z:
+            tokens, index = z["tokens"], z["index"]
+        return [tokens[index[i]:index[i + 1]] for i in range(len(index) - 1)]
+    arrays = [a for ref in corpus.refs(split, collections) for a in encode(corpus.piece(ref))]
+    index = np.cumsum([0] + [len(a) for a in arrays])
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, tokens=np.concatenate(arrays) if arrays else np.zeros(0, np.uint16), index=index)
+    tmp.replace(path)
+    return arrays
+
+
+def prompt_variants(cfg: TrainConfig, split: str, data_dir: Path | None = None) -> dict[str, list[np.ndarray]]:
+    """The split's pieces under the config's mapping, for evaluation prompts: "as_played" (the
+    human-playing model, a seed training never uses) and "swing" (a change training never sees)."""
+    corpus = Corpus(cache_dir(data_dir, DEFAULT_VOCAB, cfg.data_limit or None), DEFAULT_VOCAB)
+    cols = tuple(c for c in cfg.collections if c in corpus.collections)
+    seed = range(EVAL_SEED_BASE + 1, EVAL_SEED_BASE + 2)
+    swung = _cached_variants(corpus, split, cols, f"swing-{cfg.role_mapping}", cfg.role_mapping,
+                             lambda piece: [encode_swung(piece, mapping=cfg.role_mapping)])
+    return {"as_played": _played_split(corpus, split, cols, cfg.role_mapping, seed), "swing": swung}

@@ -9,6 +9,12 @@
    reference). In-key ratio against the prompt's key, distance of the key-relative pitch-class
    histogram to the corpus's, note density and range relative to the prompt, repetition, and the
    share of answers that are valid (no grammar violation, every note closed).
+4. What a listener hears (`engine.music.metrics.listener_metrics`), for the same answers: the share of
+   answer notes more than an octave outside the phrase's range, the median register distance from the
+   phrase, answers thicker than the phrase plus one voice, answers whose density is within 0.5-2x the
+   phrase's, notes held over a bar, empty answers. Measured on the clean prompts and, with
+   `as_played`, on the same test pieces as a person plays them (the human-playing model, a seed
+   training never uses) and swung (a change training never sees); each set under its own key.
 """
 
 from __future__ import annotations
@@ -27,13 +33,13 @@ from engine.offline.continuation import SIDEMAN, ContinueSettings, Prompt, conti
 from engine.model.grammar import violations
 from engine.train.markov import MarkovModel
 from engine.music.metrics import (continuation_metrics, estimate_key, histogram_distance, key_relative_histogram,
-                            notes_of)
+                                  listener_metrics, notes_of)
 from engine.model.modelfile import load_model
 from engine.model.sampler import SamplingConfig
 from engine.model.session import ModelSession
 from engine.music.tokens import Meter, StreamDecoder
 from engine.train.config import load_config
-from engine.train.data import TokenData, load_token_data
+from engine.train.data import TokenData, load_token_data, prompt_variants
 from engine.train.noise import add_live_noise
 from engine.music.vocab import DEFAULT_VOCAB as V
 
@@ -137,10 +143,34 @@ class Collected:
     repetition: list
     valid: list
     notes: list
+    listener: list  # ListenerMetrics per answer
 
     @classmethod
     def empty(cls) -> "Collected":
-        return cls([], np.zeros(12), [], [], [], [], [])
+        return cls([], np.zeros(12), [], [], [], [], [], [])
+
+    def heard(self) -> dict:
+        """What a listener hears, over the answers (shares of notes are pooled over every answer's notes)."""
+        ms = self.listener
+        voiced = [m for m in ms if not m.empty]
+        notes = [n for n in self.notes if n]
+        total = sum(notes)
+
+        def pooled(field):
+            return round(sum(getattr(m, field) * n for m, n in zip(voiced, notes)) / total, 4) if total else None
+
+        dens = [m.density_ratio for m in voiced if not math.isnan(m.density_ratio)]
+        return {
+            "out_of_range": pooled("out_of_range"),
+            "register_distance_median": round(float(np.median([m.register_distance for m in voiced])), 2)
+            if voiced else None,
+            "thicker_share": round(sum(m.thicker for m in voiced) / len(voiced), 4) if voiced else None,
+            "peak_polyphony_max": max((m.peak_polyphony for m in voiced), default=0),
+            "density_in_range_share": round(sum(0.5 <= d <= 2.0 for d in dens) / len(dens), 4) if dens else None,
+            "held_over_bar": pooled("held_over_bar"),
+            "empty_answers": sum(m.empty for m in ms),
+            "answers": len(ms),
+        }
 
     def summary(self, corpus_hist: np.ndarray) -> dict:
         h = self.hist / self.hist.sum() if self.hist.sum() else self.hist
@@ -156,7 +186,7 @@ class Collected:
         return {"in_key": mean(self.in_key), "pc_hist_dist": round(histogram_distance(h, corpus_hist), 4),
                 "density_ratio": median(self.density), "range_ratio": median(self.range_),
                 "repetition": mean(self.repetition), "valid_share": mean(self.valid),
-                "notes_per_answer": mean(self.notes)}
+                "notes_per_answer": mean(self.notes), **self.heard()}
 
 
 def measure_answer(col: Collected, prompt: Prompt, answer_tokens: list[int], valid: bool) -> None:
@@ -176,6 +206,10 @@ def measure_answer(col: Collected, prompt: Prompt, answer_tokens: list[int], val
     col.repetition.append(m.repetition)
     col.valid.append(1.0 if valid else 0.0)
     col.notes.append(len(answer))
+    phrase = [n for n in prompt_notes if n.role != SIDEMAN]
+    phrase_start = min((n.start for n in phrase), default=0)
+    col.listener.append(listener_metrics(phrase, max(prompt.end_tick - phrase_start, 24), answer, span,
+                                         prompt.meter.bar_ticks(V.config.ticks_per_beat), V.config.ticks_per_beat))
 
 
 def corpus_histogram(pieces: list[np.ndarray], n: int = 800) -> np.ndarray:
@@ -208,7 +242,8 @@ def answer_is_valid(prompt: Prompt, tokens: list[int], grammar: bool = True) -> 
 # ---- the whole evaluation ---------------------------------------------------------------------
 
 def evaluate(model_paths: list[str], config: str = "continuation", prompts: int = 100, bars: int = 2,
-             windows: int = 64, markov_order: int = 6, seed: int = 0, data_limit: int | None = None) -> dict:
+             windows: int = 64, markov_order: int = 6, seed: int = 0, data_limit: int | None = None,
+             as_played: bool = True) -> dict:
     cfg = load_config(config)
     if data_limit is not None:
         cfg = replace(cfg, data_limit=data_limit)
@@ -229,16 +264,21 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
     result["markov_clean_second_half"] = round(markov_losses(markov, win, half), 4)
     result["markov_noisy_second_half"] = round(markov_losses(markov, noisy, half), 4)
 
-    pairs = prompts_and_references(data.test, prompts)
+    prompt_sets = {"clean": prompts_and_references(data.test, prompts)}
+    if as_played:
+        for name, pieces in prompt_variants(cfg, "test").items():
+            prompt_sets[name] = prompts_and_references(pieces, prompts)
     corpus_hist = corpus_histogram(data.train)
     settings = ContinueSettings(bars, SamplingConfig(temperature=0.9, top_p=0.95, seed=seed))
-    ref, mk = Collected.empty(), Collected.empty()
-    for prompt, reference in pairs:
-        measure_answer(ref, prompt, reference, answer_is_valid(prompt, reference, grammar=False))
-        c = continue_prompt(MarkovSource(markov), prompt, settings)
-        measure_answer(mk, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
-    result["reference"] = ref.summary(corpus_hist)
-    result["markov"] = mk.summary(corpus_hist)
+    for set_name, pairs in prompt_sets.items():
+        ref, mk = Collected.empty(), Collected.empty()
+        for prompt, reference in pairs:
+            measure_answer(ref, prompt, reference, answer_is_valid(prompt, reference, grammar=False))
+            c = continue_prompt(MarkovSource(markov), prompt, settings)
+            measure_answer(mk, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
+        into = result if set_name == "clean" else result.setdefault(set_name, {})
+        into["reference"] = ref.summary(corpus_hist)
+        into["markov"] = mk.summary(corpus_hist)
 
     for i, path in enumerate(model_paths):
         with warnings.catch_warnings():
@@ -253,18 +293,25 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                  "noisy_second_half": round(model_losses(module, noisy, half), 4)}
         entry["noise_gap"] = round(entry["noisy_second_half"] - entry["clean_second_half"], 4)
         session = ModelSession(loaded, device="cpu")
-        col = Collected.empty()
-        for prompt, _ in pairs:
-            session.reset()
-            c = continue_prompt(session, prompt, settings)
-            measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
-        entry["musical"] = col.summary(corpus_hist)
+        for set_name, pairs in prompt_sets.items():
+            col = Collected.empty()
+            for prompt, _ in pairs:
+                session.reset()
+                c = continue_prompt(session, prompt, settings)
+                measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
+            entry["musical" if set_name == "clean" else f"musical_{set_name}"] = col.summary(corpus_hist)
         result.setdefault("models", {})[name] = entry
         if i == 0:  # the headline numbers are the first model's
             result["val_loss_model"] = entry["val_loss"]
             result["in_key_model"] = entry["musical"]["in_key"]
             result["pc_hist_dist_model"] = entry["musical"]["pc_hist_dist"]
             result["valid_share"] = entry["musical"]["valid_share"]
+            for set_name in prompt_sets:  # what a listener hears, per prompt set: <metric>_model[_<set>]
+                m = entry["musical" if set_name == "clean" else f"musical_{set_name}"]
+                suffix = "" if set_name == "clean" else f"_{set_name}"
+                for key in ("out_of_range", "register_distance_median", "thicker_share", "density_in_range_share",
+                            "held_over_bar", "empty_answers", "in_key"):
+                    result[f"{key}_model{suffix}"] = m[key]
             result["loss_vs_markov"] = round(1 - entry["val_loss"] / result["val_loss_markov"], 4)
     result["in_key_markov"] = result["markov"]["in_key"]
     result["in_key_reference"] = result["reference"]["in_key"]
@@ -297,12 +344,25 @@ def format_report(r: dict) -> str:
         lines.append(f"{name:28s} {f(m['in_key'], 7)} {f(m['pc_hist_dist'], 8)} {f(m['density_ratio'], 8, 2)} "
                      f"{f(m['range_ratio'], 6, 2)} {f(m['repetition'], 7)} {f(m['valid_share'], 6, 2)} "
                      f"{f(m['notes_per_answer'], 6, 1)}")
+    for set_name in ("clean", "as_played", "swing"):
+        if set_name != "clean" and set_name not in r:
+            continue
+        src = r if set_name == "clean" else r[set_name]
+        key = "musical" if set_name == "clean" else f"musical_{set_name}"
+        heard = [(n, m[key]) for n, m in r.get("models", {}).items() if key in m] + [
+            ("markov", src["markov"]), ("reference (test set)", src["reference"])]
+        lines += ["", f"{'heard, ' + set_name + ' prompts':28s} {'out>8ve':>8s} {'reg.dist':>8s} {'thicker':>8s} "
+                      f"{'dens.ok':>8s} {'held>bar':>8s} {'in-key':>7s} {'empty':>6s}"]
+        for name, m in heard:
+            lines.append(f"{name:28s} {f(m['out_of_range'], 8)} {f(m['register_distance_median'], 8, 1)} "
+                         f"{f(m['thicker_share'], 8)} {f(m['density_in_range_share'], 8)} {f(m['held_over_bar'], 8)} "
+                         f"{f(m['in_key'], 7)} {m['empty_answers']:>3d}/{m['answers']:<3d}")
     return "\n".join(lines)
 
 
 def run(args) -> int:
     models = args.model or [str(Path(__file__).resolve().parents[2] / "models" / "continuation.pt")]
     r = evaluate(models, args.config, args.prompts, args.bars, args.windows, args.markov_order, args.seed,
-                 args.data_limit)
+                 args.data_limit, as_played=not args.no_as_played)
     print(json.dumps(r, indent=2) if args.json else format_report(r))
     return 0

@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece
+from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece, encode_piece, role_mapping
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 PLAYER = 0
@@ -121,3 +121,78 @@ def _release_before_restrike(notes: np.ndarray, player: np.ndarray) -> None:
                 notes[b, ON] = notes[a, ON] + 1
                 notes[b, OFF] = max(notes[b, OFF], notes[b, ON] + 1)
             notes[a, OFF] = min(notes[a, OFF], notes[b, ON])
+
+
+# -- a piece as played, in tokens ---------------------------------------------------------------------------
+
+
+def turns_as_played(played: Piece, written: Piece, roles: np.ndarray,
+                    turns: tuple[int, ...]) -> list[tuple[int, bool]]:
+    """(tick, to the player?) of each turn when the player's part is played: a turn to the player comes
+    with the player's first note (a little before or after the bar line, as live, where the daemon writes
+    TURN when the player's first event arrives); a turn to the sideman stays on its bar line (the answer
+    starts there). Ticks never go back: a turn is at or after the one before it."""
+    out: list[tuple[int, bool]] = []
+    bounds = list(turns) + [np.iinfo(np.int64).max]
+    for k, tick in enumerate(turns):
+        in_phrase = (written.notes[:, ON] >= tick) & (written.notes[:, ON] < bounds[k + 1])
+        player = in_phrase & (roles == PLAYER)
+        to_player = bool(player.any()) and not (in_phrase & (roles != PLAYER)).any()
+        if to_player:
+            tick = int(played.notes[player, ON].min())
+        out.append((max(tick, out[-1][0] if out else 0), to_player))
+    return out
+
+
+def settle_turns(played: Piece, roles: np.ndarray, turns: list[tuple[int, bool]]) -> Piece:
+    """What live turn-taking does at each turn: the player lets go before the sideman's turn (the answer
+    starts after the phrase ends), and the sideman's notes end where the player comes in early (a
+    cut-in ends the answer's notes there)."""
+    notes = played.notes.copy()
+    for tick, to_player in turns:
+        who_yields = (roles != PLAYER) if to_player else (roles == PLAYER)
+        held = who_yields & (notes[:, ON] < tick) & (notes[:, OFF] > tick)
+        notes[held, OFF] = tick
+    notes[:, OFF] = np.maximum(notes[:, OFF], notes[:, ON] + 1)
+    return replace(played, notes=notes)
+
+
+def encode_as_played(piece: Piece, rng: np.random.Generator, config: HumanPlaying = HumanPlaying(),
+                     mapping: str = "call_response_varied", vocab: Vocab = DEFAULT_VOCAB,
+                     task: str = "CONTINUE") -> np.ndarray:
+    """Tokens of `piece` under `mapping` with the player's part as a person plays it: roles as the score
+    gives them (a note played early stays in its own phrase), turns where live turn-taking puts them."""
+    roles, turns = role_mapping(mapping)(piece, vocab)
+    played = humanize(piece, roles, rng, config, vocab)
+    live_turns = turns_as_played(played, piece, roles, turns)
+    played = settle_turns(played, roles, live_turns)
+    ticks = tuple(tick for tick, _ in live_turns)
+    return encode_piece(played, vocab, mapping=lambda _piece, _vocab: (roles, ticks), task=task)
+
+
+# -- a change training never sees (for evaluation) -----------------------------------------------------------
+
+
+def swing(piece: Piece, roles: np.ndarray, ratio: float = 2.0, vocab: Vocab = DEFAULT_VOCAB) -> Piece:
+    """The player's part swung: within each beat, time is stretched so the off-beat eighth falls at
+    `ratio` : 1 (2.0: a triplet swing). The training's human-playing model never does this, so an
+    evaluation on swung prompts measures robustness to a change the model has not seen."""
+    tpb = vocab.config.ticks_per_beat
+    half, split = tpb / 2, tpb * ratio / (ratio + 1.0)
+
+    def warp(t: np.ndarray) -> np.ndarray:
+        beat, r = np.divmod(t.astype(np.float64), tpb)
+        return beat * tpb + np.where(r < half, r * split / half, split + (r - half) * (tpb - split) / half)
+
+    notes = piece.notes.copy()
+    player = roles == PLAYER
+    notes[player, ON] = np.rint(warp(notes[player, ON])).astype(np.int32)
+    notes[player, OFF] = np.maximum(notes[player, ON] + 1, np.rint(warp(notes[player, OFF]))).astype(np.int32)
+    return replace(piece, notes=notes)
+
+
+def encode_swung(piece: Piece, mapping: str = "call_response_varied", vocab: Vocab = DEFAULT_VOCAB,
+                 task: str = "CONTINUE") -> np.ndarray:
+    """Tokens of `piece` under `mapping` with the player's part swung (turns where the score has them)."""
+    roles, turns = role_mapping(mapping)(piece, vocab)
+    return encode_piece(swing(piece, roles, vocab=vocab), vocab, mapping=lambda _p, _v: (roles, turns), task=task)

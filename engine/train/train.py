@@ -109,10 +109,10 @@ class _Forward(torch.nn.Module):
 
 @torch.no_grad()
 def evaluate(model: TransformerLM, data: TokenData, cfg: TrainConfig, device: torch.device,
-             batches: int | None = None) -> float:
+             batches: int | None = None, split: str = "val") -> float:
     model.eval()
     losses = []
-    for x, y in data.val_batches(cfg.batch_size, cfg.seq_len, batches or cfg.eval_batches):
+    for x, y in data.val_batches(cfg.batch_size, cfg.seq_len, batches or cfg.eval_batches, split):
         logits = model(x.to(device))
         losses.append(lm_loss(logits, y.to(device)).item())
     model.train()
@@ -279,10 +279,14 @@ def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: 
                 else:
                     state["bad_evals"] += 1
                 if d.main:
+                    row = {"step": state["step"], "val_loss": round(val, 5)}
+                    if data.played_val:  # the same model on the validation pieces as played
+                        row["val_played_loss"] = round(evaluate(model, data, cfg, device, split="val_played"), 5)
                     with log_path.open("a") as f:
-                        f.write(json.dumps({"step": state["step"], "val_loss": round(val, 5)}) + "\n")
-                    log.info("step %d val loss %.4f (best %.4f at %d)", state["step"], val, state["best_val"],
-                             state["best_step"])
+                        f.write(json.dumps(row) + "\n")
+                    log.info("step %d val loss %.4f (best %.4f at %d)%s", state["step"], val, state["best_val"],
+                             state["best_step"], f"; as played {row['val_played_loss']:.4f}"
+                             if "val_played_loss" in row else "")
                 if state["bad_evals"] >= cfg.patience:
                     if d.main:
                         log.info("early stop: %d evaluations without improvement", cfg.patience)

@@ -146,3 +146,45 @@ def test_phrases_of_one_to_eight_bars_alternate_with_a_turn_at_each_change(piece
     assert (tokens == V.turn).sum() == len(turns)
     events = canonical_order(piece_events(piece, roles))
     assert sum(e.on for e in events) == len(piece.notes)
+
+
+def test_as_played_tokens_take_turns_as_live_turn_taking_does(pieces):
+    from engine.corpus.piece import role_mapping
+    from engine.train.humanize import encode_as_played, settle_turns, turns_as_played
+
+    for seed, piece in enumerate(pieces[1:]):  # the tunes: phrases alternate
+        tokens = encode_as_played(piece, np.random.default_rng(seed)).tolist()
+        dec = StreamDecoder()
+        for t in tokens:
+            dec.feed(t)
+        assert not dec.sounding, f"{piece.id}: notes left open"
+        roles, turns = role_mapping("call_response_varied")(piece, V)
+        assert tokens.count(V.turn) == len(turns)
+        played = humanize(piece, roles, np.random.default_rng(seed))
+        live = turns_as_played(played, piece, roles, turns)
+        settled = settle_turns(played, roles, live).notes
+        events = decode_events(tokens)
+        for tick, to_player in live:
+            if to_player:  # the TURN comes with the player's first note ...
+                assert any(e.on and e.role == 0 and e.tick == tick for e in events)
+                # ... and whatever the sideman held then ends there (a cut-in)
+                assert not ((roles != 0) & (settled[:, ON] < tick) & (settled[:, OFF] > tick)).any()
+            else:  # the answer starts on its bar line, after the player let go
+                assert tick in turns
+                assert not ((roles == 0) & (settled[:, ON] < tick) & (settled[:, OFF] > tick)).any()
+        assert np.array_equal(settled[roles != 0, ON], piece.notes[roles != 0, ON])  # the sideman's onsets as written
+        assert sum(e.on for e in events) == len(piece.notes)
+
+
+def test_swing_moves_the_off_beat_eighths_and_leaves_the_beats(pieces):
+    from engine.train.humanize import swing
+
+    piece = pieces[2]
+    roles = roles_of(piece)
+    swung = swing(piece, roles).notes
+    player = roles == 0
+    on, new = piece.notes[player, ON], swung[player, ON]
+    assert (new[on % TPB == 0] == on[on % TPB == 0]).all()  # on the beat: unchanged
+    off_beat = on % TPB == TPB // 2
+    assert off_beat.any() and (new[off_beat] == on[off_beat] + 4).all()  # 12 -> 16 of 24: 2:1
+    assert np.array_equal(swung[~player], piece.notes[~player])

@@ -76,3 +76,37 @@ def test_bad_config_names_the_field(tmp_path):
     bad.write_text('base = "tiny"\nlearning_rate = 3\n')
     with pytest.raises(SidemanError, match="learning_rate"):
         load_config(str(bad))
+
+
+def test_a_run_with_human_playing_trains_on_and_reports_as_played_windows(tiny, tmp_path):
+    """Real corpus pieces (the tiny cache), half the windows with the player's part as played, phrases of
+    1-8 bars; validation reports the clean and the as-played loss."""
+    import numpy as np
+
+    from engine.music.vocab import DEFAULT_VOCAB as V
+    from engine.train.data import load_token_data
+
+    cfg = replace(tiny, name="human", out_dir=str(tmp_path), role_mapping="call_response_varied",
+                  human_playing=0.5, human_variants=2, max_steps=10, eval_every=10)
+    data = load_token_data(cfg)
+    assert len(data.played_train) == len(data.train) and all(len(v) == 2 for v in data.played_train)
+    assert len(data.played_val) == len(data.val)
+    assert any(not np.array_equal(a, b) for a, b in zip(data.played_val, data.val))  # played, not copied
+    windows = data.train_windows(cfg.seq_len)[:64]
+    fixed = replace(cfg, transpose=(0, 0))  # no transposition: a window differs only if it is played
+
+    def rows(human: float, seed: int):
+        x, _ = data.batch(windows, np.random.default_rng(seed), replace(fixed, human_playing=human))
+        x[:, 2] = 0  # the style token (dropped out at random) is not what is compared
+        return x
+
+    assert (rows(0.0, 0) == rows(0.0, 1)).all()  # clean windows are the same whatever the draws
+    played = (rows(1.0, 0) != rows(0.0, 0)).any(dim=1)
+    assert played.float().mean() > 0.9  # as played, (nearly) every window differs from the score
+    mixed = (rows(0.5, 0) != rows(0.0, 0)).any(dim=1).float().mean()
+    assert 0.2 < mixed < 0.8  # about half
+    assert int((rows(1.0, 0) == V.turn).sum()) > 0
+    train(cfg, resume=False, progress=False)
+    log = [json.loads(l) for l in open(os.path.join(tmp_path, "human", "log.jsonl"))]
+    evals = [r for r in log if "val_loss" in r]
+    assert evals and all(np.isfinite(r["val_played_loss"]) for r in evals)
