@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import itertools
 import logging
-import math
 import os
 import signal
 import subprocess
