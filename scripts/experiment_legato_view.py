@@ -4,7 +4,9 @@ model on detached or overlapping playing? Run: .venv/bin/python scripts/experime
 Each example phrase is held at an articulation (share of its written length), then optionally seen
 "legato": a gap of at most G ticks before the next onset is closed, and an overlap into the next onset
 is trimmed. The shipped model answers (2 bars, temperature 0.9, top-p 0.95, seeds 1-4); the listener
-metrics are averaged over the seeds. Offline only: the live encoder has no such view yet."""
+metrics are averaged over the seeds. Offline only: the live encoder has no such view yet.
+An optional argument names another model file."""
+import sys
 import warnings
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from engine.model.sampler import SamplingConfig  # noqa: E402
 from engine.music.vocab import DEFAULT_VOCAB as V  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-loaded = load_model(REPO / "models" / "continuation.pt", V, "cpu")
+loaded = load_model(sys.argv[1] if len(sys.argv) > 1 else REPO / "models" / "continuation.pt", V, "cpu")
 session = ModelSession(loaded, device="cpu")
 EX = [str(REPO / "examples" / f) for f in ("folk-d-major.mid", "waltz-a-minor.mid", "chorale-g-major.mid")]
 

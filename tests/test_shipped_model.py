@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -66,3 +67,69 @@ def test_continue_answers_every_shipped_example(example, tmp_path):
     assert not sounding  # no hanging note
     assert answer_notes >= 1  # the model answered with at least one note
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def detached(src: Path, dst: Path, held: float) -> None:
+    """The MIDI file with every note held `held` of its length (a player lifting each key early)."""
+    mid = mido.MidiFile(str(src))
+    out = mido.MidiFile(type=mid.type, ticks_per_beat=mid.ticks_per_beat)
+    for track in mid.tracks:
+        events, now, start = [], 0, {}
+        for msg in track:
+            now += msg.time
+            events.append((now, msg))
+        notes, rest = [], []
+        for t, msg in events:
+            if msg.type == "note_on" and msg.velocity > 0:
+                start[(msg.channel, msg.note)] = (t, msg)
+            elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in start:
+                t0, on = start.pop((msg.channel, msg.note))
+                notes += [(t0, on), (t0 + max(1, round((t - t0) * held)), mido.Message("note_off", channel=on.channel,
+                                                                                      note=on.note, velocity=0))]
+            else:
+                rest.append((t, msg))
+        new = mido.MidiTrack()
+        last = 0
+        for t, msg in sorted(rest + notes, key=lambda e: (e[0], e[1].type != "note_off", e[1].is_meta is False)):
+            if msg.type == "end_of_track":
+                continue
+            new.append(msg.copy(time=t - last))
+            last = t
+        out.tracks.append(new)
+    out.save(str(dst))
+
+
+def answer_notes(path: Path) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """(start, end, pitch) of the phrase's notes (channel 0) and the answer's (channel 1)."""
+    mid = mido.MidiFile(str(path))
+    now, open_, out = 0, {}, {0: [], 1: []}
+    for msg in mido.merge_tracks(mid.tracks):
+        now += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            open_[(msg.channel, msg.note)] = now
+        elif msg.type in ("note_off", "note_on") and (msg.channel, msg.note) in open_:
+            out.setdefault(msg.channel, []).append((open_.pop((msg.channel, msg.note)), now, msg.note))
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("held", [0.6, 0.9, 1.05])
+def test_the_detached_folk_phrase_gets_an_answer_in_its_register(held, tmp_path):
+    """The human-playing issue's own check: the folk example held at 90 % of its length (and at 60 %
+    and 105 %) gets one-voice answers in the phrase's register, over four seeds."""
+    from engine.cli import main
+
+    phrase = tmp_path / "played.mid"
+    detached(REPO / "examples" / "folk-d-major.mid", phrase, held)
+    out_of_range = total = 0
+    for seed in (1, 2, 3, 4):
+        out = tmp_path / f"answer{seed}.mid"
+        assert main(["continue", str(phrase), "-o", str(out), "--seed", str(seed), "--bars", "2"]) == 0
+        played, answer = answer_notes(out)
+        assert answer, f"seed {seed}: an empty answer"
+        low, high = min(p for _, _, p in played) - 12, max(p for _, _, p in played) + 12
+        out_of_range += sum(not low <= p <= high for _, _, p in answer)
+        total += len(answer)
+        edges = sorted([(s, 1) for s, _, _ in answer] + [(e, -1) for _, e, _ in answer])
+        peak = max(itertools.accumulate(step for _, step in edges))
+        assert peak <= 2, f"seed {seed}: {peak} notes at once on a one-voice tune"
+    assert out_of_range / total <= 0.05

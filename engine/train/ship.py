@@ -17,6 +17,8 @@ from engine.train.export import card_path, export_model
 from engine.train.model import ModelConfig, TransformerLM
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
+LISTENER_METRICS = ("out_of_range", "register_distance_median", "thicker_share", "density_in_range_share",
+                    "held_over_bar", "empty_answers")
 
 
 def ship(run_dir: Path, name: str | None = None, evaluation: dict | None = None, out_dir: Path = MODELS) -> Path:
@@ -33,9 +35,11 @@ def ship(run_dir: Path, name: str | None = None, evaluation: dict | None = None,
             k: evaluation[k] for k in ("val_loss_model", "val_loss_markov", "loss_vs_markov", "in_key_model",
                                       "in_key_markov", "in_key_reference", "pc_hist_dist_model",
                                       "pc_hist_dist_markov", "pc_hist_dist_reference", "valid_share")
-            if k in evaluation}}
+            if k in evaluation}, **{  # what a listener hears, clean and as played (`<metric>_model[_<set>]`)
+            k: v for k, v in evaluation.items() if k.split("_model")[0] in LISTENER_METRICS and "_model" in k}}
         card["evaluation"] = {k: evaluation[k] for k in ("models", "markov", "reference", "markov_order",
-                                                         "prompts", "bars", "data") if k in evaluation}
+                                                         "prompts", "bars", "data", "as_played", "swing")
+                              if k in evaluation}
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.pt"
     with warnings.catch_warnings():
