@@ -100,11 +100,15 @@ def call_response_roles(
     if bars_per_phrase < 1:
         raise ValueError("bars_per_phrase must be at least 1")
     lines = bar_lines(piece, vocab.config.ticks_per_beat)
-    bounds = lines[bars_per_phrase::bars_per_phrase]  # the first bar line of every phrase but the first
+    return _alternate(piece, lines[bars_per_phrase::bars_per_phrase], vocab)
+
+
+def _alternate(piece: Piece, bounds: np.ndarray, vocab: Vocab) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Roles alternating player / sideman at `bounds` (the first tick of every phrase but the first), and
+    a TURN at every bound that a phrase with notes begins at."""
     phrase = np.searchsorted(bounds, piece.notes[:, ON], side="right")
     roles = (phrase % 2) * min(1, vocab.config.n_roles - 1)
-    used = np.unique(phrase)
-    turns = tuple(int(bounds[p - 1]) for p in used if p > 0)
+    turns = tuple(int(bounds[p - 1]) for p in np.unique(phrase) if p > 0)
     return roles.astype(np.int64), turns
 
 
@@ -126,12 +130,7 @@ def call_response_varied_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB, low: 
         if bar >= len(lines):
             break
         bounds.append(int(lines[bar]))
-    bounds_arr = np.asarray(bounds, dtype=np.int64)
-    phrase = np.searchsorted(bounds_arr, piece.notes[:, ON], side="right")
-    roles = (phrase % 2) * min(1, vocab.config.n_roles - 1)
-    used = np.unique(phrase)
-    turns = tuple(int(bounds_arr[p - 1]) for p in used if p > 0)
-    return roles.astype(np.int64), turns
+    return _alternate(piece, np.asarray(bounds, dtype=np.int64), vocab)
 
 
 ROLE_MAPPINGS: dict[str, RoleMapping] = {

@@ -108,12 +108,17 @@ class TokenData:
 def _encoded_split(corpus: Corpus, split: str, collections: tuple[str, ...], mapping: str) -> list[np.ndarray]:
     """The split's pieces under `mapping`, cached beside the corpus (re-encoding 20k pieces takes a while)."""
     path = corpus.dir / f"encoded-{mapping}-{split}-{'+'.join(collections)}.npz"
+    return _cached_arrays(path, lambda: [corpus.tokens(r) if mapping == "melody" else corpus.encode(r, mapping)
+                                         for r in corpus.refs(split, collections)])
+
+
+def _cached_arrays(path: Path, make) -> list[np.ndarray]:
+    """Token arrays stored in one npz (concatenated, with an index): read back, or made once and stored."""
     if path.exists():
         with np.load(path) as z:
             tokens, index = z["tokens"], z["index"]
         return [tokens[index[i]:index[i + 1]] for i in range(len(index) - 1)]
-    refs = corpus.refs(split, collections)
-    arrays = [corpus.tokens(r) if mapping == "melody" else corpus.encode(r, mapping) for r in refs]
+    arrays = make()
     index = np.cumsum([0] + [len(a) for a in arrays])
     tmp = path.with_suffix(".tmp.npz")
     np.savez(tmp, tokens=np.concatenate(arrays) if arrays else np.zeros(0, np.uint16), index=index)
@@ -160,16 +165,8 @@ def _cached_variants(corpus: Corpus, split: str, collections: tuple[str, ...], n
     """encode(piece) -> token arrays, for every piece of the split in order, cached under `name` and `key`."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:10]
     path = corpus.dir / f"{name}-{split}-{'+'.join(collections)}-{digest}.npz"
-    if path.exists():
-        with np.load(path) as z:
-            tokens, index = z["tokens"], z["index"]
-        return [tokens[index[i]:index[i + 1]] for i in range(len(index) - 1)]
-    arrays = [a for ref in corpus.refs(split, collections) for a in encode(corpus.piece(ref))]
-    index = np.cumsum([0] + [len(a) for a in arrays])
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, tokens=np.concatenate(arrays) if arrays else np.zeros(0, np.uint16), index=index)
-    tmp.replace(path)
-    return arrays
+    return _cached_arrays(path, lambda: [a for ref in corpus.refs(split, collections)
+                                         for a in encode(corpus.piece(ref))])
 
 
 def prompt_variants(cfg: TrainConfig, split: str, data_dir: Path | None = None) -> dict[str, list[np.ndarray]]:
