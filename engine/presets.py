@@ -115,12 +115,32 @@ class Constraints:
     max_polyphony: int = 8
 
 
+VOICE_NAMES = ("alto", "tenor", "bass")  # the accompaniment's voices: the sideman's roles 1, 2, 3
+
+
+@dataclass(frozen=True)
+class Accompany:
+    """mode = "accompany": the sideman's voices under the player's melody."""
+
+    voices: tuple[int, ...] = (1, 2, 3)  # roles that play (1 alto, 2 tenor, 3 bass)
+    channels: tuple[int, int, int] = (2, 3, 4)  # 1-based MIDI channel of alto, tenor, bass
+    commit_ms: float = 50.0  # the fixed window in front of the clock
+    lookahead_beats: float = 2.0  # how far ahead the plan reaches
+    rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
+    ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # lowest, highest pitch per voice
+
+
 @dataclass(frozen=True)
 class CCMap:
     temperature: int | None = None
     response_length: int | None = None
     panic: int | None = None
     mode: int | None = None
+    voice_alto: int | None = None  # accompaniment: a voice on (>= 64) or off
+    voice_tenor: int | None = None
+    voice_bass: int | None = None
+    commit_ms: int | None = None  # accompaniment: the commit window, 10-200 ms
+    lookahead: int | None = None  # accompaniment: the lookahead, 0.5-4 beats
 
 
 @dataclass(frozen=True)
@@ -129,6 +149,7 @@ class Monitor:
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
     player_program: int = 0  # General MIDI program (0-based) for the player's part
     sideman_program: int = 0
+    voice_programs: tuple[int, int, int] = (52, 52, 52)  # accompaniment: alto, tenor, bass (52: choir aahs)
 
 
 @dataclass(frozen=True)
@@ -147,6 +168,7 @@ class Preset:
     cc: CCMap = CCMap()
     program_change: tuple[tuple[int, str], ...] = ()  # (program number 0..127, preset file name)
     monitor: Monitor = Monitor()
+    accompany: Accompany = Accompany()
     path: Path | None = field(default=None, compare=False)
 
     def summary(self) -> str:
@@ -155,6 +177,10 @@ class Preset:
         meter = f"{self.clock.meter[0]}/{self.clock.meter[1]}"
         length = "match" if self.response.match else f"{self.response.length_bars} bars"
         key = str(self.constraints.key) if self.constraints.key else "any key"
+        if self.mode == "accompany":
+            voices = "+".join(VOICE_NAMES[r - 1] for r in self.accompany.voices)
+            return (f"accompany, {clock} {meter}, {voices}, commit {self.accompany.commit_ms:g} ms, "
+                    f"lookahead {self.accompany.lookahead_beats:g} beats, {key}")
         return f"{self.mode}, {clock} {meter}, response {length} from next {self.response.start}, {key}"
 
 
@@ -359,17 +385,54 @@ def _program_change(ctx: _Ctx, raw: dict) -> tuple[tuple[int, str], ...]:
 
 def _monitor(ctx: _Ctx, raw: dict) -> Monitor:
     d = ctx.table(raw, "monitor", ("enabled", "soundfont", "programs"))
-    programs = ctx.table(d.get("programs", {}), "monitor.programs", MONITOR_PARTS)
+    programs = ctx.table(d.get("programs", {}), "monitor.programs", MONITOR_PARTS + VOICE_NAMES)
+    gm = " (General MIDI, 0-based)"
     return Monitor(
         enabled=ctx.boolean(d.get("enabled", Monitor.enabled), "monitor.enabled"),
         soundfont=ctx.string(d.get("soundfont", Monitor.soundfont), "monitor.soundfont", "a path to a .sf2 file"),
-        player_program=ctx.integer(programs.get("player", 0), "monitor.programs.player", 0, 127, " (General MIDI, 0-based)"),
-        sideman_program=ctx.integer(programs.get("sideman", 0), "monitor.programs.sideman", 0, 127, " (General MIDI, 0-based)"),
+        player_program=ctx.integer(programs.get("player", 0), "monitor.programs.player", 0, 127, gm),
+        sideman_program=ctx.integer(programs.get("sideman", 0), "monitor.programs.sideman", 0, 127, gm),
+        voice_programs=tuple(ctx.integer(programs.get(name, Monitor.voice_programs[i]), f"monitor.programs.{name}",
+                                         0, 127, gm) for i, name in enumerate(VOICE_NAMES)),
+    )
+
+
+def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
+    d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats")
+                  + tuple(f"{v}_range" for v in VOICE_NAMES))
+    names = d.get("voices", list(VOICE_NAMES))
+    allowed_voices = 'a list of some of "alto", "tenor", "bass", e.g. ["alto", "tenor", "bass"]'
+    if not isinstance(names, list) or not names or any(n not in VOICE_NAMES for n in names) or len(set(names)) != len(names):
+        raise ctx.fail("accompany.voices", f"got {_show(names)}", allowed_voices)
+    channels = d.get("channels", list(Accompany.channels))
+    if not isinstance(channels, list) or len(channels) != 3:
+        raise ctx.fail("accompany.channels", f"got {_show(channels)}",
+                       "three MIDI channels 1..16 for alto, tenor and bass, e.g. [2, 3, 4]")
+    channels = tuple(ctx.integer(c, f"accompany.channels[{i}]", 1, 16) for i, c in enumerate(channels))
+    ranges = []
+    for i, name in enumerate(VOICE_NAMES):
+        value = d.get(f"{name}_range", list(Accompany.ranges[i]))
+        path = f"accompany.{name}_range"
+        if not isinstance(value, list) or len(value) != 2:
+            raise ctx.fail(path, f"got {_show(value)}", "[lowest, highest] MIDI pitches, e.g. [53, 77]")
+        low, high = (ctx.integer(v, path, 0, 127) for v in value)
+        if high < low + 5:
+            raise ctx.fail(path, f"{low}..{high} is narrower than 6 semitones", "[lowest, highest] with highest >= lowest + 5")
+        ranges.append((low, high))
+    return Accompany(
+        voices=tuple(sorted(VOICE_NAMES.index(n) + 1 for n in names)),
+        channels=channels,
+        commit_ms=ctx.number(d.get("commit_ms", Accompany.commit_ms), "accompany.commit_ms", 0, 500),
+        lookahead_beats=ctx.number(d.get("lookahead_beats", Accompany.lookahead_beats), "accompany.lookahead_beats",
+                                   0.25, 8),
+        rest_after_beats=ctx.number(d.get("rest_after_beats", Accompany.rest_after_beats),
+                                    "accompany.rest_after_beats", 0.25, 16),
+        ranges=tuple(ranges),
     )
 
 
 _TOP = ("name", "description", "mode", "model", "ports", "channels", "clock", "phrase", "response",
-        "sampling", "constraints", "cc", "program_change", "monitor")
+        "sampling", "constraints", "cc", "program_change", "monitor", "accompany")
 
 
 def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
@@ -394,6 +457,7 @@ def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
         cc=_cc(ctx, data.get("cc", {})),
         program_change=_program_change(ctx, data.get("program_change", {})),
         monitor=_monitor(ctx, data.get("monitor", {})),
+        accompany=_accompany(ctx, data.get("accompany", {})),
     )
 
 
@@ -438,6 +502,8 @@ def list_presets(directory: str | Path = PRESET_DIR) -> list[Path]:
 
 
 def _toml_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -475,7 +541,13 @@ def to_dict(preset: Preset) -> dict:
         "program_change": {str(k): v for k, v in preset.program_change},
         "monitor": {"enabled": preset.monitor.enabled, "soundfont": preset.monitor.soundfont,
                     "programs": {"player": preset.monitor.player_program,
-                                 "sideman": preset.monitor.sideman_program}},
+                                 "sideman": preset.monitor.sideman_program,
+                                 **dict(zip(VOICE_NAMES, preset.monitor.voice_programs))}},
+        "accompany": {"voices": [VOICE_NAMES[r - 1] for r in preset.accompany.voices],
+                      "channels": list(preset.accompany.channels), "commit_ms": preset.accompany.commit_ms,
+                      "lookahead_beats": preset.accompany.lookahead_beats,
+                      "rest_after_beats": preset.accompany.rest_after_beats,
+                      **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
     }
 
 

@@ -60,11 +60,19 @@ def monitor_config_from_preset(preset, soundfont: str | None = None) -> MonitorC
     The daemon plays the player's notes on PLAYER_CHANNEL and the sideman's on SIDEMAN_CHANNEL.
     """
     m = preset.monitor
-    return MonitorConfig(
-        enabled=m.enabled,
-        soundfont=soundfont or m.soundfont or None,
-        programs=((PLAYER_CHANNEL, m.player_program), (SIDEMAN_CHANNEL, m.sideman_program)),
-    )
+    programs = ((PLAYER_CHANNEL, m.player_program), (SIDEMAN_CHANNEL, m.sideman_program))
+    if preset.mode == "accompany":  # a program per voice: alto, tenor, bass on monitor channels 1, 2, 3
+        programs = ((PLAYER_CHANNEL, m.player_program),) + tuple(
+            (SIDEMAN_CHANNEL + i, program) for i, program in enumerate(m.voice_programs))
+    return MonitorConfig(enabled=m.enabled, soundfont=soundfont or m.soundfont or None, programs=programs)
+
+
+def monitor_channels(preset) -> dict[int, int]:
+    """Wire channel (0-based) -> monitor channel of the sideman's notes: voice r of an accompaniment on
+    monitor channel r (its own program), everything else on SIDEMAN_CHANNEL."""
+    if preset.mode == "accompany":
+        return {c - 1: SIDEMAN_CHANNEL + i for i, c in enumerate(preset.accompany.channels)}
+    return {}
 
 
 class MonitorSynth:

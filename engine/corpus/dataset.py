@@ -91,7 +91,7 @@ class Corpus:
         return Piece(m["id"], ref.collection, m["source"], a["notes"][ni[ref.index]: ni[ref.index + 1]],
                      tuple(m["part_names"]), a["bars"][bi[ref.index]: bi[ref.index + 1]], m["meter_changes"])
 
-    def encode(self, ref: PieceRef, mapping: str | RoleMapping = "melody", task: str = "CONTINUE") -> np.ndarray:
+    def encode(self, ref: PieceRef, mapping: str | RoleMapping = "melody", task: str | None = None) -> np.ndarray:
         """The piece's tokens under another role mapping or task (the cache holds "melody", CONTINUE)."""
         return encode_piece(self.piece(ref), self.vocab, mapping, task)
 

@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from engine.music.tokens import Meter, NoteEvent, StreamEncoder, canonical_order, quantize
+from engine.music.tokens import Meter, NoteEvent, StreamEncoder, event_order, quantize
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 NOTE_FIELDS = ("on", "off", "pitch", "velocity", "part")
@@ -133,12 +133,31 @@ def call_response_varied_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB, low: 
     return _alternate(piece, np.asarray(bounds, dtype=np.int64), vocab)
 
 
+def voice_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB) -> tuple[np.ndarray, tuple[int, ...]]:
+    """Accompaniment: the top voice (part 0) is the player; the lowest (the last part) is always the
+    sideman's last role (the bass); part 1 is role 1, and any parts between share role 2. SATB ->
+    player, alto, tenor, bass; a 6-voice motet -> player, part 1, parts 2-4, bass; 3 voices -> player,
+    role 1, bass; 2 voices -> player, bass. Scores list their parts top down (music21's order)."""
+    part = piece.notes[:, PART].astype(np.int64)
+    last_role = vocab.config.n_roles - 1
+    lowest = piece.n_parts - 1
+    roles = np.where(part == 0, 0, np.where(part == lowest, last_role, np.minimum(part, last_role - 1)))
+    return roles.astype(np.int64), ()
+
+
 ROLE_MAPPINGS: dict[str, RoleMapping] = {
     "melody": melody_roles,
     "parts": part_roles,
     "call_response": call_response_roles,
     "call_response_varied": call_response_varied_roles,
+    "accompany": voice_roles,
 }
+# the task token a mapping's streams carry (and so the order of its events: see tokens.event_order)
+MAPPING_TASKS: dict[str, str] = {"accompany": "ACCOMPANY"}
+
+
+def task_of(mapping: "str | RoleMapping") -> str:
+    return MAPPING_TASKS.get(mapping, "CONTINUE") if isinstance(mapping, str) else "CONTINUE"
 
 
 def role_mapping(name: str) -> RoleMapping:
@@ -164,18 +183,21 @@ def encode_piece(
     piece: Piece,
     vocab: Vocab = DEFAULT_VOCAB,
     mapping: str | RoleMapping = "melody",
-    task: str = "CONTINUE",
+    task: str | None = None,
     style: str | None = None,
 ) -> np.ndarray:
-    """Tokens (uint16) of a piece: BOS, task, style, then its events in canonical order.
+    """Tokens (uint16) of a piece: BOS, task, style, then its events in the task's order.
 
-    With one bar-grid row and no TURNs this is exactly `encode_events(canonical_order(events), ...,
-    meter, bar_origin)`; later grid rows become `set_meter` calls and TURNs `turn()` calls, each
+    The task defaults to the mapping's (`MAPPING_TASKS`: ACCOMPANY for "accompany", else CONTINUE), and
+    the events follow the task's order (`event_order`: canonical, or the sideman's events first at each
+    tick for ACCOMPANY). With one bar-grid row and no TURNs this is exactly `encode_events(order(events),
+    ..., meter, bar_origin)`; later grid rows become `set_meter` calls and TURNs `turn()` calls, each
     before the events at its tick, as a live clock would make them.
     """
     fn = role_mapping(mapping) if isinstance(mapping, str) else mapping
+    task = task or task_of(mapping)
     roles, turns = fn(piece, vocab)
-    events = canonical_order(piece_events(piece, roles))
+    events = event_order(task)(piece_events(piece, roles))
     rows = piece.bars.tolist()
     enc = StreamEncoder(vocab, Meter(rows[0][1], rows[0][2]), rows[0][0])
     out = enc.begin(piece.collection if style is None else style, task)

@@ -35,7 +35,7 @@ from engine.live.conductor import Conductor
 from engine.live.midi.input import InputPoller
 from engine.live.midi.output import MidiOutput
 from engine.live.midi.ports import PortSpec
-from engine.live.modes import BUILT, build_mode
+from engine.live.modes import BUILT, build_mode, mode_class
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import PartConfig
 from engine.live.scheduler import Scheduler, SchedulerConfig
@@ -117,9 +117,10 @@ def percentile(values, q: float) -> float | None:
 class TeeOutput:
     """The scheduler's output: the MIDI port, plus the sideman's notes to the monitor (channel 1)."""
 
-    def __init__(self, midi: MidiOutput, monitor=None) -> None:
+    def __init__(self, midi: MidiOutput, monitor=None, channels: dict[int, int] | None = None) -> None:
         self.midi = midi
         self.monitor = monitor
+        self.channels = dict(channels or {})  # wire channel -> monitor channel (default 1)
         self.note_ons = 0
 
     def send(self, data) -> bool:
@@ -128,9 +129,9 @@ class TeeOutput:
         if kind == 0x90 and data[2] > 0:
             self.note_ons += 1
             if self.monitor is not None:
-                self.monitor.note_on(1, data[1], data[2])
+                self.monitor.note_on(self.channels.get(data[0] & 0x0F, 1), data[1], data[2])
         elif kind in (0x80, 0x90) and self.monitor is not None:
-            self.monitor.note_off(1, data[1])
+            self.monitor.note_off(self.channels.get(data[0] & 0x0F, 1), data[1])
         return ok
 
     def all_notes_off(self, channels=range(16), notes=None) -> None:
@@ -157,6 +158,7 @@ class Daemon:
         self.conductor: Conductor | None = None
         self.session = None
         self.model_path: Path | None = None
+        self.model_task = "CONTINUE"  # the task the loaded model was trained for (its card's "task")
         self.monitor = None
         self.style = "none"
         self.generator_restarts = 0
@@ -181,7 +183,7 @@ class Daemon:
         return self.part.name if self.part is not None else self.preset.mode
 
     def output_channels(self) -> list[int]:
-        return sorted({part.config.channel for part in self.parts} or {self.preset.channels.output_index})
+        return sorted({ch for part in self.parts for ch in part.channels()} or {self.preset.channels.output_index})
 
     def start(self) -> "Daemon":
         """Open ports, load the model, start the threads. Raises SidemanError (ports, model)."""
@@ -210,7 +212,9 @@ class Daemon:
         self.poller.open()
         self._load_model()
         self.monitor = self._open_monitor()
-        self.output = TeeOutput(self.midi_out, self.monitor)
+        from engine.audio.monitor import monitor_channels
+
+        self.output = TeeOutput(self.midi_out, self.monitor, monitor_channels(p))
         self.scheduler = Scheduler(self.output, SchedulerConfig(realtime_priority=self.options.realtime_priority),
                                    supervisor=self.supervise)
         self.parts = [self._build_part(p.mode, p)]
@@ -244,6 +248,13 @@ class Daemon:
             raise ModelError(f"{self.model_path}: no such model file; train one with `sideman train` or pass "
                              f"--model PATH (the preset {self.preset.name!r} names {self.preset.model!r})")
         loaded = load_model(self.model_path, DEFAULT_VOCAB, "cpu")
+        self.model_task = str(loaded.card.get("task", "CONTINUE"))
+        needed = mode_class(self.preset.mode).task
+        if needed != self.model_task:
+            raise ModelError(f"{self.model_path}: the {self.preset.mode} mode needs a model trained for {needed} "
+                             f"streams, and {loaded.name} was trained for {self.model_task}; use a model made for "
+                             f"it (e.g. models/{'accompaniment' if needed == 'ACCOMPANY' else 'continuation'}.pt) "
+                             f"in the preset's model field, or pass --model")
         self.session = ModelSession(loaded, device=self.options.device, threads=self.options.threads)
         self.style = style_for(loaded.card)
         log.info("model %s loaded on %s (style %s)", loaded.name, self.session.device, self.style)
@@ -263,8 +274,9 @@ class Daemon:
         return build_mode(mode, context, preset)
 
     def mode_for_cc(self, value: int) -> str:
-        """The mode CC's value (0-127) as one of the modes this build has, in equal ranges."""
-        modes = tuple(BUILT)
+        """The mode CC's value (0-127) as one of the modes this build has that the loaded model can play,
+        in equal ranges."""
+        modes = tuple(m for m in BUILT if mode_class(m).task == self.model_task) or (self.mode,)
         return modes[min(len(modes) - 1, value * len(modes) // 128)]
 
     # -- live changes (called from the conductor thread) ------------------------------------------------
@@ -318,6 +330,11 @@ class Daemon:
                           clock=replace(new.clock, source=old.clock.source, meter=old.clock.meter))
         if isinstance(self.clock, InternalClock) and new.clock.bpm != old.clock.bpm:
             self.clock.set_bpm(new.clock.bpm)
+        if mode_class(new.mode).task != self.model_task:
+            log.error("preset %r: the %s mode needs a model trained for %s; the loaded one plays %s: staying in %s "
+                      "(restart with the preset to load its model)", new.name, new.mode, mode_class(new.mode).task,
+                      self.model_task, self.mode)
+            new = replace(new, mode=self.mode)
         self.preset = new
         if new.mode != self.mode:
             self.set_mode(new.mode)

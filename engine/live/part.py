@@ -258,6 +258,16 @@ class ModelPart(threading.Thread):
     def step(self) -> None:
         """Sample and play one token."""
 
+    def begin_stream(self) -> None:
+        """A fresh session and the stream's header (BOS, task, style)."""
+        self.session.reset()
+        self._pending = self._encoder.begin(self.config.style)
+        self._flush()
+
+    def stream_position(self) -> int:
+        """The tick the token stream has reached."""
+        return self._encoder.position
+
     def on_configure(self, config: PartConfig) -> None:
         """New settings arrived (before they take effect)."""
 
@@ -272,9 +282,7 @@ class ModelPart(threading.Thread):
     def run(self) -> None:
         lower_thread_priority(PART_NICE)
         try:
-            self.session.reset()
-            self._pending = self._encoder.begin(self.config.style)
-            self._flush()
+            self.begin_stream()
             while not self._halted:
                 if not self.generating():
                     self._wait(0.1)
@@ -327,7 +335,7 @@ class ModelPart(threading.Thread):
         elif isinstance(cmd, Rebase):
             self.on_rebase(cmd.clock_tick)
             bar = self._bar_ticks
-            self._offset = int(math.ceil((self._encoder.position - cmd.clock_tick) / bar - 1e-9)) * bar
+            self._offset = int(math.ceil((self.stream_position() - cmd.clock_tick) / bar - 1e-9)) * bar
         elif isinstance(cmd, Configure):
             self.on_configure(cmd.config)
             self.config = cmd.config
@@ -364,15 +372,7 @@ class ModelPart(threading.Thread):
 
     def _skip_silence(self, tick: float) -> None:
         """Shorten a long silence to SILENCE_SKIP_BARS empty bars (the model never saw minutes of rests)."""
-        enc = self._encoder
-        if enc.depth or quantize(tick) - enc.position <= (SILENCE_SKIP_BARS + 1) * self._bar_ticks:
-            return
-        bar = self._bar_ticks
-        target_bar = (quantize(tick) // bar) * bar - SILENCE_SKIP_BARS * bar
-        jump = target_bar - enc.next_bar
-        if jump > 0 and jump % bar == 0:
-            enc.position += jump
-            enc.next_bar += jump
+        self._encoder.skip_silence(tick, SILENCE_SKIP_BARS)
 
     def _flush(self) -> None:
         if self._pending:

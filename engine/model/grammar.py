@@ -82,11 +82,12 @@ class GrammarState:
             self.next_bar = self.last_bar + self.bar_ticks
             self._resync()
 
-    def feed(self, token: int) -> None:
+    def feed(self, token: int) -> list:
+        """Follow one token; returns the note events it makes (the decoder's DecodedEvents)."""
         v = self.vocab
         t = int(token)
         role = self.decoder.role
-        self.decoder.feed(t)
+        events = self.decoder.feed(t)
         if t == v.bar:
             self.last_bar = self.position
             self.next_bar = self.position + self.bar_ticks
@@ -98,6 +99,16 @@ class GrammarState:
             self.on_tick.pop((role, v.pitch_of(t)), None)
         elif v.is_velocity(t):
             self.vel_bin = t - v.vel_base
+        return events
+
+    def skip(self, ticks: int) -> None:
+        """The stream's position moved on by `ticks` (whole bars) with no tokens written: an encoder
+        shortened a long silence (StreamEncoder.skip_silence). The bar phase is kept."""
+        if ticks:
+            self.decoder.position += ticks
+            if self.next_bar is not None:
+                self.next_bar += ticks
+            self._resync()
 
     def feed_all(self, tokens) -> None:
         for t in tokens:

@@ -151,6 +151,21 @@ class StreamEncoder:
             out += self.advance_to(self.position)
         return out
 
+    def skip_silence(self, tick: float, keep_bars: int) -> int:
+        """Before an event at `tick` after a long silence (nothing sounding): move the position on by
+        whole bars, so that at most `keep_bars` empty bars are written (a model never saw minutes of
+        rests). Returns the ticks skipped; the bar phase is kept."""
+        bar = self.bar_ticks
+        if self.depth or quantize(tick) - self.position <= (keep_bars + 1) * bar:
+            return 0
+        target_bar = (quantize(tick) // bar) * bar - keep_bars * bar
+        jump = target_bar - self.next_bar
+        if jump > 0 and jump % bar == 0:
+            self.position += jump
+            self.next_bar += jump
+            return jump
+        return 0
+
     # ---- events -------------------------------------------------------------------------
     def note_on(self, tick: float, pitch: int, velocity: int, role: int = 0) -> list[int]:
         if not 0 <= pitch <= 127 or not 0 <= velocity <= 127:
@@ -392,6 +407,19 @@ def decode_events(tokens: Iterable[int], vocab: Vocab = DEFAULT_VOCAB, close: bo
 def canonical_order(events: Iterable[NoteEvent]) -> list[NoteEvent]:
     """Sort events of a score (no arrival order): by tick, note-offs first, then role and pitch."""
     return sorted(events, key=lambda e: (quantize(e.tick), e.on, e.role, e.pitch))
+
+
+def accompaniment_order(events: Iterable[NoteEvent]) -> list[NoteEvent]:
+    """Sort events of a score for accompaniment: at each tick the sideman's events (roles 1..) come
+    before the player's (role 0), so the sideman's notes at a tick are decided before the player's notes
+    there are known, as a live sideman must decide them (zero logical latency). Within a tick, role by
+    role (the fewest role tokens), note-offs first, then by pitch."""
+    return sorted(events, key=lambda e: (quantize(e.tick), e.role == 0, e.role, e.on, e.pitch))
+
+
+def event_order(task: str):
+    """The order a task's stream puts a score's events in."""
+    return accompaniment_order if task.upper() == "ACCOMPANY" else canonical_order
 
 
 # ---- offline: MIDI files -----------------------------------------------------------------

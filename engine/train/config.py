@@ -83,7 +83,7 @@ PRESETS: dict[str, TrainConfig] = {
     # the human-playing issue: the shipped model's size and schedule, phrases of 1-8 bars, half the windows as
     # a person plays the player's part; then the same with adversarial training on the embeddings
     "continuation-human": TrainConfig(name="continuation-human", collections=("bach", "essen", "oneill", "ryan",
-                                      "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=2400,
+                                      "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=6000,
                                       warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
                                       dropout=0.0, role_mapping="call_response_varied", human_playing=0.5),
     "continuation-human-adv": TrainConfig(name="continuation-human-adv", collections=("bach", "essen", "oneill",
@@ -91,6 +91,12 @@ PRESETS: dict[str, TrainConfig] = {
                                           warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
                                           dropout=0.0, role_mapping="call_response_varied", human_playing=0.5,
                                           adversarial="fgsm", adv_epsilon=0.03),
+    # the accompaniment issue: the polyphonic collections, the top voice as played by a person, the lower
+    # voices (alto, tenor, bass; or a motet's) as the sideman's roles 1-3, the sideman's events first at a tick
+    "accompaniment": TrainConfig(name="accompaniment", collections=("bach", "palestrina", "monteverdi", "trecento"),
+                                 seq_len=512, n_kv_heads=1, batch_size=8, max_steps=3000, warmup_steps=50,
+                                 eval_every=100, eval_batches=10, checkpoint_every=50, dropout=0.0,
+                                 role_mapping="accompany", human_playing=0.5),
     # the robustness experiment: the same small model trained plain and adversarially, side by side
     "robust-plain": TrainConfig(name="robust-plain", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
                                 batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,

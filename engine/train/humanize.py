@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece, encode_piece, role_mapping
+from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece, bar_lines, encode_piece, piece_rng, role_mapping, task_of
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 PLAYER = 0
@@ -69,13 +69,31 @@ def player_phrases(notes: np.ndarray, roles: np.ndarray) -> list[np.ndarray]:
     return [np.asarray(p, dtype=np.int64) for p in phrases]
 
 
+def bar_phrases(piece: Piece, roles: np.ndarray, vocab: Vocab = DEFAULT_VOCAB, low: int = 1,
+                high: int = 4) -> list[np.ndarray]:
+    """Indices of the player's notes, one array per phrase of 1-4 bars (lengths drawn per phrase, seeded
+    by the piece's id): the phrases of a player whose part sounds with the sideman's (accompaniment),
+    where `player_phrases` would make every note its own phrase."""
+    lines = bar_lines(piece, vocab.config.ticks_per_beat)
+    rng = piece_rng(piece, "played-phrases")
+    bounds, bar = [], 0
+    while bar < len(lines):
+        bar += int(rng.integers(low, high + 1))
+        if bar < len(lines):
+            bounds.append(int(lines[bar]))
+    player = np.flatnonzero(roles == PLAYER)
+    which = np.searchsorted(np.asarray(bounds, dtype=np.int64), piece.notes[player, ON], side="right")
+    return [player[which == k] for k in np.unique(which)]
+
+
 def humanize(piece: Piece, roles: np.ndarray, rng: np.random.Generator, config: HumanPlaying = HumanPlaying(),
-             vocab: Vocab = DEFAULT_VOCAB) -> Piece:
-    """The piece with its player's notes (role 0 under `roles`) as a person plays them."""
+             vocab: Vocab = DEFAULT_VOCAB, phrases: list[np.ndarray] | None = None) -> Piece:
+    """The piece with its player's notes (role 0 under `roles`) as a person plays them, phrase by phrase
+    (`phrases`: arrays of note indices; default `player_phrases`)."""
     tpb = vocab.config.ticks_per_beat
     to_ticks = 1.0 / ms_per_tick(config.bpm, tpb)
     notes = piece.notes.astype(np.float64)
-    for phrase in player_phrases(piece.notes, roles):
+    for phrase in phrases if phrases is not None else player_phrases(piece.notes, roles):
         _play_phrase(notes, phrase, rng, config, to_ticks)
     out = piece.notes.copy()
     player = roles == PLAYER
@@ -159,11 +177,14 @@ def settle_turns(played: Piece, roles: np.ndarray, turns: list[tuple[int, bool]]
 
 def encode_as_played(piece: Piece, rng: np.random.Generator, config: HumanPlaying = HumanPlaying(),
                      mapping: str = "call_response_varied", vocab: Vocab = DEFAULT_VOCAB,
-                     task: str = "CONTINUE") -> np.ndarray:
+                     task: str | None = None) -> np.ndarray:
     """Tokens of `piece` under `mapping` with the player's part as a person plays it: roles as the score
-    gives them (a note played early stays in its own phrase), turns where live turn-taking puts them."""
+    gives them (a note played early stays in its own phrase), turns where live turn-taking puts them.
+    For accompaniment (the player's part sounds with the sideman's) phrases are runs of 1-4 bars."""
+    task = task or task_of(mapping)
     roles, turns = role_mapping(mapping)(piece, vocab)
-    played = humanize(piece, roles, rng, config, vocab)
+    phrases = bar_phrases(piece, roles, vocab) if task == "ACCOMPANY" else None
+    played = humanize(piece, roles, rng, config, vocab, phrases)
     live_turns = turns_as_played(played, piece, roles, turns)
     played = settle_turns(played, roles, live_turns)
     ticks = tuple(tick for tick, _ in live_turns)
@@ -192,7 +213,8 @@ def swing(piece: Piece, roles: np.ndarray, ratio: float = 2.0, vocab: Vocab = DE
 
 
 def encode_swung(piece: Piece, mapping: str = "call_response_varied", vocab: Vocab = DEFAULT_VOCAB,
-                 task: str = "CONTINUE") -> np.ndarray:
+                 task: str | None = None) -> np.ndarray:
     """Tokens of `piece` under `mapping` with the player's part swung (turns where the score has them)."""
     roles, turns = role_mapping(mapping)(piece, vocab)
-    return encode_piece(swing(piece, roles, vocab=vocab), vocab, mapping=lambda _p, _v: (roles, turns), task=task)
+    return encode_piece(swing(piece, roles, vocab=vocab), vocab, mapping=lambda _p, _v: (roles, turns),
+                        task=task or task_of(mapping))

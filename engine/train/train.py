@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DistributedSampler
 
+from engine.corpus.piece import task_of
 from engine.train.arguments import add_arguments
 from engine.train.config import TrainConfig, load_config
 from engine.train.data import TokenData, load_token_data
@@ -330,6 +331,7 @@ def export_best(cfg: TrainConfig, model_cfg: ModelConfig, out: Path, summary: di
     hw = torch.cuda.get_device_name(0) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     card = {
         "name": cfg.name,
+        "task": task_of(cfg.role_mapping),  # what the model's streams are for: the modes that can use it
         "training": {"data": data.describe(), "config": cfg.to_dict(), "steps": summary["steps"],
                      "best_step": summary["best_step"], "tokens_seen": summary["tokens_seen"],
                      "wall_time_s": summary["wall_s"], "hardware": hw, "processes": summary["processes"],

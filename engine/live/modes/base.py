@@ -47,6 +47,7 @@ class Mode(ABC):
     """One part of the session, as the conductor sees it (see the module docstring)."""
 
     name: ClassVar[str]
+    task: ClassVar[str] = "CONTINUE"  # the task token of its streams: it needs a model trained for it
 
     def __init__(self, context: PartContext, preset) -> None:
         self.context = context
@@ -91,6 +92,10 @@ class Mode(ABC):
 
     def control(self, name: str, value) -> bool:
         return False
+
+    def channels(self) -> list[int]:
+        """The 0-based MIDI channels it plays on."""
+        return [self.config.channel]
 
     # -- status ------------------------------------------------------------------------------------
 

@@ -1,0 +1,308 @@
+"""Accompaniment: while the player plays the melody, the sideman plays the lower voices with it.
+
+The mode (`Accompany`, on the conductor thread) hands every message of the player's to its model thread
+(`AccompanyPart`, a `ModelPart`), which keeps the plan (`engine.model.accompanist.Accompanist`): the
+sideman's events sampled up to `lookahead_beats` ahead of the clock. Only the events inside the commit
+window (`commit_ms` in front of the clock) are in the scheduler; they are never changed. Each player event
+rolls the uncommitted plan back in the KV cache (exact rollback), feeds the player's event and the
+committed events in stream order, and plans the rest again. New events are planned only past the commit
+window, so the sideman answers what the player just played one window later at the earliest: that is
+the mode's whole latency (50 ms by default), where ReaLJam commits 4 beats ahead.
+
+Each voice plays on its own MIDI channel (voice r on `channels[r - 1]`), so a DAW can give each voice a
+track. When the player stops, the sideman finishes at the next bar line and rests; the player's next note
+starts it again. Stop, panic and a preset switch close every note (`cancel`).
+
+The model thread's commands, besides the ones every part takes (PlayerEvent, Rebase, Configure):
+    Played(tick, data, arrived)   a PlayerEvent with the perf_counter time it reached the daemon
+    SetVoices(config)             new accompaniment settings (voices, window, lookahead, ranges)
+    Close(tick)                   end what is planned and sounding at `tick` (Stop, panic, preset switch)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+from engine.live.modes.base import Mode, PartContext
+from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
+from engine.model.accompanist import VOICES, Accompanist, PlannedEvent
+from engine.model.sampler import Constraints
+
+log = logging.getLogger(__name__)
+
+VOICE_NAMES = {1: "alto", 2: "tenor", 3: "bass"}
+
+
+@dataclass(frozen=True)
+class AccompanyConfig:
+    """The accompaniment's own settings (the preset's [accompany] table; some also by CC)."""
+
+    voices: tuple[int, ...] = VOICES  # the sideman's roles that play: 1 alto, 2 tenor, 3 bass
+    channels: tuple[int, int, int] = (1, 2, 3)  # 0-based MIDI channel of each voice (alto, tenor, bass)
+    commit_ms: float = 50.0  # the fixed window in front of the clock
+    lookahead_beats: float = 2.0  # how far ahead of the clock the plan reaches
+    rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
+    ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # each voice's lowest, highest pitch
+
+    def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
+        return {r: Constraints(key_pitch_classes, *self.ranges[r - 1], max_polyphony=1) for r in self.voices}
+
+    @classmethod
+    def from_preset(cls, preset) -> "AccompanyConfig":
+        a = preset.accompany
+        return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
+                   lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges)
+
+
+# -- the model thread's commands ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Played(PlayerEvent):
+    arrived: float = 0.0  # perf_counter when the message reached the conductor
+
+
+@dataclass(frozen=True)
+class SetVoices:
+    config: AccompanyConfig
+
+
+@dataclass(frozen=True)
+class Close:
+    tick: float  # clock ticks
+
+
+@dataclass
+class AccompanyStats(PartStats):
+    revisions: int = 0
+    committed_notes: int = 0  # note-ons handed to the scheduler
+    late_notes: int = 0  # ... of which were due before they were committed
+    # player event reached the daemon -> the revised plan's next note decided (ms)
+    revision_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    # how long before it sounds each note-on was committed (ms)
+    commit_lead_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
+    closes: int = 0
+
+
+class AccompanyPart(ModelPart):
+    """The accompaniment's model thread (see the module docstring)."""
+
+    task = "ACCOMPANY"
+
+    def __init__(self, session, vocab, clock, scheduler, config: PartConfig, accompany: AccompanyConfig,
+                 supervisor=None, name: str = "accompany", tag_prefix: str = "") -> None:
+        super().__init__(session, vocab, clock, scheduler, config, AccompanyStats(), name, supervisor)
+        self.accompany = accompany
+        self.tag_prefix = tag_prefix
+        self._generation = 0  # a Close starts a new tag, so a cut ends exactly what was played before
+        tpb = vocab.config.ticks_per_beat
+        self.planner = Accompanist(session, vocab, self._sampler, self._meter, accompany.voices,
+                                   accompany.constraints(config.key_pitch_classes),
+                                   rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
+                                   rollback=self.rollback)
+        self._revision_from: float | None = None  # arrival of the player event whose revision is pending
+
+    @property
+    def tag(self) -> str:
+        return f"{self.tag_prefix}a{self._generation}"
+
+    # -- ModelPart's hooks -------------------------------------------------------------------------
+
+    def begin_stream(self) -> None:
+        self.planner.begin(self.config.style)
+
+    def stream_position(self) -> int:
+        return self.planner.encoder.position
+
+    def generating(self) -> bool:
+        return self.planner.generating() or bool(self.planner.uncommitted())
+
+    def _ticks(self) -> tuple[float, float, float]:
+        """(now, the commit horizon, the plan's horizon) in stream ticks."""
+        clock = self.clock
+        now = self.stream_tick(clock.tick_now())
+        spt = clock.seconds_per_tick
+        return (now, now + self.accompany.commit_ms / 1000.0 / spt,
+                now + self.accompany.lookahead_beats * self.vocab.config.ticks_per_beat)
+
+    def lookahead_wait(self) -> float:
+        if not self.clock.running:
+            return 0.05
+        now, commit, plan = self._ticks()
+        pending = self.planner.uncommitted()
+        if pending and pending[0].tick < commit:
+            return 0.0
+        if self.planner.generating() and self.planner.position < plan:
+            return 0.0
+        next_commit = pending[0].tick - commit if pending else math.inf
+        next_plan = self.planner.position - plan if self.planner.generating() else math.inf
+        wait_ticks = min(next_commit, next_plan)
+        return 0.05 if wait_ticks == math.inf else max(0.0005, wait_ticks * self.clock.seconds_per_tick)
+
+    def step(self) -> None:
+        now, commit, plan = self._ticks()
+        self._commit(commit)
+        p = self.planner
+        if p.generating() and p.position < plan:
+            p.sampler = self._sampler
+            p.floor = max(p.floor, math.ceil(commit))
+            t0 = time.perf_counter()
+            events = p.step()
+            self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
+            if self._revision_from is not None and any(e.on for e in events):
+                self.stats.revision_ms.append((time.perf_counter() - self._revision_from) * 1000.0)
+                self._revision_from = None
+            self._commit(commit)
+
+    def handle(self, cmd) -> None:
+        if isinstance(cmd, SetVoices):
+            self._set_voices(cmd.config)
+        elif isinstance(cmd, Close):
+            self._close(self.stream_tick(cmd.tick))
+        else:
+            super().handle(cmd)
+
+    def on_configure(self, config: PartConfig) -> None:
+        self.planner.constraints = self.accompany.constraints(config.key_pitch_classes)
+
+    def on_rebase(self, clock_tick: float) -> None:
+        self._close(self.stream_tick(clock_tick))
+
+    def on_failure(self) -> None:
+        self.scheduler.cut(self.tag, wait=None)
+
+    # -- the player --------------------------------------------------------------------------------
+
+    def on_player(self, cmd: PlayerEvent) -> None:
+        tick = self.stream_tick(cmd.tick)
+        n = self.planner.stats.rolled_back_tokens
+        due_now = self.planner.player(tick, cmd.data)
+        self.stats.revisions += 1
+        self.stats.rolled_back_tokens += self.planner.stats.rolled_back_tokens - n
+        self._send(due_now)
+        if isinstance(cmd, Played) and self.planner.generating():
+            self._revision_from = cmd.arrived
+
+    # -- out ---------------------------------------------------------------------------------------
+
+    def _commit(self, before_tick: float) -> None:
+        self._send(self.planner.commit(before_tick))
+
+    def _send(self, events: list[PlannedEvent]) -> None:
+        now = time.perf_counter()
+        for e in events:
+            ch = self.accompany.channels[e.role - 1]
+            data = (0x90 | ch, e.pitch, max(1, e.velocity)) if e.on else (0x80 | ch, e.pitch, 0)
+            due = self.due(e.tick)
+            self.scheduler.schedule(due, data, self.tag)
+            if e.on:
+                self.stats.notes_scheduled += 1
+                self.stats.committed_notes += 1
+                self.stats.commit_lead_ms.append((due - now) * 1000.0)
+                if due < now:
+                    self.stats.late_notes += 1
+
+    def _close(self, tick: float) -> None:
+        """End the plan and the sideman's notes at `tick` (stream ticks): cut on the wire, closed in the stream."""
+        self.scheduler.cut(self.tag, wait=None)
+        self.planner.close(tick)
+        self._generation += 1
+        self._revision_from = None
+        self.stats.closes += 1
+
+    def _set_voices(self, config: AccompanyConfig) -> None:
+        """New settings: a voice switched off ends its notes now; the plan is made again."""
+        now = self.stream_tick(self.clock.tick_now())
+        if set(config.voices) != set(self.accompany.voices) or config.channels != self.accompany.channels:
+            self._close(now)
+        self.accompany = config
+        p = self.planner
+        p.voices = config.voices
+        p.constraints = config.constraints(self.config.key_pitch_classes)
+        p.rest_after = int(round(config.rest_after_beats * self.vocab.config.ticks_per_beat))
+
+
+# -- the mode, on the conductor thread ------------------------------------------------------------------
+
+
+class Accompany(Mode):
+    """Every message of the player's to the model thread, at once; Stop and switches close the plan."""
+
+    name = "accompany"
+    task = "ACCOMPANY"
+
+    def __init__(self, context: PartContext, preset) -> None:
+        super().__init__(context, preset)
+        self.accompany = AccompanyConfig.from_preset(preset)
+        self.part = self._new_part()
+
+    def _new_part(self) -> AccompanyPart:
+        c = self.context
+        return AccompanyPart(c.session, c.vocab, c.clock, c.scheduler, self.config, self.accompany,
+                             supervisor=c.supervisor, name=f"{c.name} accompany", tag_prefix=f"{c.name}:")
+
+    @property
+    def thread(self) -> AccompanyPart:
+        return self.part
+
+    def start(self) -> None:
+        self.part.start()
+
+    def stop(self, timeout: float = 0.5) -> None:
+        self.part.stop(timeout)
+
+    def restart(self) -> None:
+        self.part = self._new_part()
+        self.part.start()
+
+    def player(self, tick: float, data: tuple) -> None:
+        self.part.submit(Played(tick, data, time.perf_counter()))
+
+    def cancel(self, tick: float) -> None:
+        self.context.scheduler.cut(self.part.tag, wait=None)
+        self.part.submit(Close(tick))
+
+    def clock_jump(self, tick: float) -> None:
+        self.part.submit(Rebase(tick))
+
+    def configure(self, preset, config: PartConfig) -> None:
+        self.config = config
+        self.part.submit(Configure(config))
+        if preset is not None:
+            self.set_accompany(AccompanyConfig.from_preset(preset))
+
+    def set_accompany(self, accompany: AccompanyConfig) -> None:
+        self.accompany = accompany
+        self.part.submit(SetVoices(accompany))
+
+    def control(self, name: str, value) -> bool:
+        """The accompaniment's CCs: a voice on/off (value >= 64: on), the commit window, the lookahead."""
+        a = self.accompany
+        if name in ("voice_alto", "voice_tenor", "voice_bass"):
+            role = {"voice_alto": 1, "voice_tenor": 2, "voice_bass": 3}[name]
+            voices = set(a.voices) | {role} if value >= 64 else set(a.voices) - {role}
+            self.set_accompany(replace(a, voices=tuple(sorted(voices))))
+            return True
+        if name == "commit_ms":  # CC 0-127 -> 10-200 ms
+            self.set_accompany(replace(a, commit_ms=10.0 + 190.0 * value / 127.0))
+            return True
+        if name == "lookahead":  # CC 0-127 -> 0.5-4 beats
+            self.set_accompany(replace(a, lookahead_beats=0.5 + 3.5 * value / 127.0))
+            return True
+        return False
+
+    def channels(self) -> list[int]:
+        return sorted(set(self.accompany.channels))
+
+    def status(self) -> dict:
+        s = self.part.stats
+        p = self.part.planner
+        state = "resting" if p.resting else "playing" if p.generating() else "waiting"
+        return {"state": state, "answers": 0, "cut_ins": 0, "ready_ms": list(s.revision_ms),
+                "player_events": s.player_events, "revisions": s.revisions, "voices": list(self.accompany.voices),
+                "committed_notes": s.committed_notes, "late_notes": s.late_notes}

@@ -1,0 +1,327 @@
+"""Accompaniment: a plan of the sideman's voices a little ahead of the player, revised at each of the
+player's events by exact rollback.
+
+The stream is an ACCOMPANY stream (`engine.music.tokens.accompaniment_order`): at each tick the
+sideman's events come before the player's, so the sideman's notes at a tick never depend on the player's
+notes there. After the player's last event the accompanist holds a *plan*: the sideman's tokens sampled
+ahead with the player's role masked (the plan assumes the player adds nothing until their next event
+arrives, which is exactly what is known then). A prefix of the plan is *committed* (handed to the
+scheduler; never retracted or changed); the rest may still change. A player event at tick q:
+
+  1. cuts the plan at its first token past q (the sideman's events at q stay: they come first at q);
+  2. rolls the session back to the cut exactly (KV rollback, no re-prefill), and the encoder and grammar
+     state with it;
+  3. feeds the player's event, then the committed sideman events past q, re-encoded in stream order;
+  4. `step()` then regenerates the rest of the plan from there.
+
+New sideman events are only ever planned at or after `floor` (the live mode sets it to the end of the
+commit window; never at or before the player's last event's tick), so committed events never change.
+When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
+sideman's notes there and rests; the player's next event starts it again.
+
+The live mode (engine.live.modes.accompany) runs this on its model thread and `sideman accompany` runs it
+offline: the same code, so the offline result is what the live mode plays with a commit window of zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from engine.model.grammar import GrammarState
+from engine.model.sampler import Constraints, Sampler, allowed_mask_np
+from engine.music.tokens import Meter, StreamEncoder, quantize
+from engine.music.vocab import Vocab
+
+log = logging.getLogger(__name__)
+
+PLAYER = 0
+VOICES = (1, 2, 3)  # the sideman's roles: alto, tenor, bass under a chorale tune
+SILENCE_KEEP_BARS = 2  # a longer silence of the player's is shortened to this many empty bars
+
+
+@dataclass
+class PlannedEvent:
+    """A sideman note event of the plan, on the stream's grid."""
+
+    tick: int
+    on: bool
+    pitch: int
+    velocity: int
+    role: int
+    index: int  # its token's index in the plan (tokens after the base)
+    committed: bool = False
+
+
+@dataclass
+class AccompanistStats:
+    revisions: int = 0  # player events that cut the plan
+    planned_tokens: int = 0  # sampled
+    rolled_back_tokens: int = 0  # uncommitted tokens thrown away by revisions
+    refed_events: int = 0  # committed events re-encoded after a player event before them
+    dropped_uncommitted: int = 0  # planned events thrown away before they were committed
+    rests: int = 0  # times the sideman finished at a bar line and rested
+
+
+@dataclass
+class _Base:
+    """The stream right after the player's last event: where the plan's tokens begin."""
+
+    position: int  # session position
+    encoder: StreamEncoder
+    grammar: GrammarState
+    last_token: int | None
+
+
+class Accompanist:
+    """The plan over one model session (see the module docstring). Not thread-safe: one owner."""
+
+    def __init__(self, session, vocab: Vocab, sampler: Sampler, meter: Meter = Meter(),
+                 voices: Sequence[int] = VOICES, constraints: dict[int, Constraints] | None = None,
+                 rest_after_ticks: int | None = None,
+                 rollback: Callable[[int], None] | None = None) -> None:
+        self.session = session
+        self.vocab = vocab
+        self.sampler = sampler
+        self.meter = meter
+        self.voices = tuple(voices)
+        self.constraints = dict(constraints or {})
+        tpb = vocab.config.ticks_per_beat
+        self.rest_after = tpb if rest_after_ticks is None else rest_after_ticks
+        self._rollback = rollback or session.rollback
+        self.stats = AccompanistStats()
+        self.floor = 0  # new sideman events only at ticks >= floor
+        self.last_player_tick = -1  # the tick of the player's last event in the stream
+        self.last_player_off = 0  # the tick the player last let go of every key
+        self.started = False  # the player has played since the beginning (or since the last rest)
+        self.encoder = StreamEncoder(vocab, meter)
+        self.grammar = GrammarState(vocab, meter, allow_eos=False)
+        self.tokens: list[int] = []  # the plan: tokens after the base, fed to the session
+        self.events: list[PlannedEvent] = []  # their sideman note events
+        self._last_token: int | None = None
+        self._base: _Base | None = None
+        self._closed_at: int | None = None  # the rest bar whose closing note-offs are in the plan
+
+    # -- the stream ------------------------------------------------------------------------------
+
+    def begin(self, style: str = "none") -> None:
+        """A new stream: BOS, ACCOMPANY, the style."""
+        self.session.reset()
+        self.encoder = StreamEncoder(self.vocab, self.meter)
+        self.grammar = GrammarState(self.vocab, self.meter, allow_eos=False)
+        self.tokens, self.events = [], []
+        self.floor, self.last_player_tick, self.last_player_off, self.started = 0, -1, 0, False
+        self._closed_at = None
+        self._feed(self.encoder.begin(style, "ACCOMPANY"))
+        self._mark_base()
+
+    @property
+    def position(self) -> int:
+        """The tick the plan has reached (the stream's position)."""
+        return self.grammar.position
+
+    @property
+    def player_sounding(self) -> bool:
+        return any(role == PLAYER for role, _ in self.encoder.depth)
+
+    @property
+    def sideman_sounding(self) -> list[tuple[int, int]]:
+        return sorted((r, p) for r, p in self.grammar.sounding if r != PLAYER)
+
+    def rest_bar(self) -> int | None:
+        """The bar line where the sideman rests if the player stays silent (None: the player plays on)."""
+        if not self.started or self.player_sounding:
+            return None
+        target = self.last_player_off + self.rest_after
+        bar = self.encoder.bar_ticks
+        origin = self.encoder.next_bar % bar
+        return origin + -(-(target - origin) // bar) * bar
+
+    @property
+    def resting(self) -> bool:
+        """The plan has reached the rest bar and closed the sideman's notes there: nothing to generate."""
+        rest = self.rest_bar()
+        return rest is not None and self._closed_at == rest and self.position >= rest
+
+    def generating(self) -> bool:
+        return self.started and not self.resting
+
+    # -- the player ------------------------------------------------------------------------------
+
+    def player(self, tick: float, data: Sequence[int]) -> list[PlannedEvent]:
+        """One of the player's messages at stream `tick`: cut the plan, feed it, re-feed what was committed.
+
+        Returns the plan's events before the cut that were not committed yet (at ticks <= the player's:
+        due now): they are in the stream, so they are committed now and must be played."""
+        q = max(quantize(tick), self.last_player_tick, self._base_tick())
+        cut = self._cut_index(q)
+        due_now = [e for e in self.events if e.index < cut and not e.committed]
+        for e in due_now:
+            e.committed = True
+        refeed = [e for e in self.events if e.index >= cut and e.committed]
+        dropped = sum(1 for e in self.events if e.index >= cut and not e.committed)
+        self.stats.dropped_uncommitted += dropped
+        self.stats.rolled_back_tokens += len(self.tokens) - cut
+        self.stats.revisions += 1
+        self._truncate(cut)
+        enc = self.encoder
+        is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
+        if is_note_on:
+            self.started = True
+            self.grammar.skip(enc.skip_silence(q, SILENCE_KEEP_BARS))
+        out = enc.message(q, tuple(data), PLAYER)
+        self.last_player_tick = max(self.last_player_tick, enc.position if out else q)
+        if is_note_on:
+            self._closed_at = None
+        if not self.player_sounding and out:
+            self.last_player_off = enc.position
+        self._feed(out)
+        self._mark_base()
+        self.events = []  # kept events are before the base now: the plan starts empty ...
+        replay: list[int] = []
+        for e in refeed:  # ... but for the committed events past the player's, in stream order
+            replay += enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else enc.note_off(e.tick, e.pitch, e.role)
+        self.stats.refed_events += len(refeed)
+        if replay:
+            start = len(self.tokens)
+            self._feed(replay, plan=True)
+            # the re-encoded events, committed still, each at its token (the decoder made them in order)
+            made = [e for e in self.events if e.index >= start]
+            for e in made:
+                e.committed = True
+        self.floor = max(self.floor, self.last_player_tick + 1)
+        return due_now
+
+    def _base_tick(self) -> int:
+        return self._base.encoder.position if self._base is not None else 0
+
+    def _cut_index(self, q: int) -> int:
+        """The index of the plan's first token past tick q (its position after the token > q)."""
+        pos = self._base.grammar.position if self._base is not None else 0
+        v = self.vocab
+        for i, t in enumerate(self.tokens):
+            if v.is_shift(t):
+                pos += v.shift_ticks(t)
+            if pos > q:
+                return i
+        return len(self.tokens)
+
+    def _truncate(self, cut: int) -> None:
+        """The plan back to its first `cut` tokens: session, encoder, grammar, events."""
+        base = self._base
+        if cut >= len(self.tokens):
+            return
+        self._rollback(base.position + cut)
+        kept = self.tokens[:cut]
+        self.encoder, self.grammar = copy.deepcopy(base.encoder), base.grammar.copy()
+        for t in kept:
+            self.encoder.observe(t)
+            self.grammar.feed(t)
+        self._last_token = kept[-1] if kept else base.last_token
+        self.tokens = kept
+        self.events = [e for e in self.events if e.index < cut]
+        if self._closed_at is not None and self.position < self._closed_at:
+            self._closed_at = None
+
+    def _mark_base(self) -> None:
+        del self.grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
+        self._base = _Base(self.session.position, copy.deepcopy(self.encoder), self.grammar.copy(),
+                           self._last_token)
+        self.tokens = []
+
+    def _feed(self, tokens: list[int], plan: bool = False) -> None:
+        """Tokens into the session, the grammar (and, for plan tokens, the plan and its events)."""
+        if not tokens:
+            return
+        self.session.feed(tokens)
+        for t in tokens:
+            for ev in self.grammar.feed(t):
+                if plan and ev.role != PLAYER:
+                    self.events.append(PlannedEvent(ev.tick, ev.on, ev.pitch, ev.velocity, ev.role,
+                                                    len(self.tokens)))
+            if plan:
+                self.tokens.append(t)
+        self._last_token = tokens[-1]
+
+    # -- the plan --------------------------------------------------------------------------------
+
+    def mask(self) -> np.ndarray:
+        """What the sideman may sample next (see the module docstring)."""
+        g, v = self.grammar, self.vocab
+        if g.bar_pending:
+            mask = np.zeros(v.size, dtype=bool)
+            mask[v.bar] = True
+            return mask
+        mask = np.zeros(v.size, dtype=bool)
+        for role in self.voices:
+            mask |= allowed_mask_np(g, role, self.constraints.get(role))
+        mask[v.turn] = False
+        mask[v.eos] = False
+        if g.position < self.floor:  # nothing new before the floor: time only
+            mask[: v.shift_base] = False
+            mask[v.note_on_base:] = False
+            mask[v.bar] = g.next_bar is None
+        rest = self.rest_bar()
+        if rest is not None and rest - g.position < v.config.max_shift:
+            mask[v.shift_base + max(0, rest - g.position):v.note_on_base] = False
+        if self._last_token is not None and v.is_velocity(self._last_token):
+            mask[v.vel_base:v.shift_base] = False
+        if not mask.any():  # never stuck: one tick on
+            mask[v.shift(1)] = True
+        return mask
+
+    def step(self) -> list[PlannedEvent]:
+        """Sample one token of the plan (or, at the rest bar, close the sideman's notes there); returns
+        the sideman events it made (uncommitted)."""
+        n = len(self.events)
+        rest = self.rest_bar()
+        if rest is not None and self.position >= rest and not self.grammar.bar_pending:
+            self._close_at(rest)
+            return self.events[n:]
+        token = self.sampler.sample(self.session.logits, self.mask())
+        self.stats.planned_tokens += 1
+        self._feed([token], plan=True)
+        self.encoder.observe(token)
+        return self.events[n:]
+
+    def _close_at(self, tick: int) -> None:
+        """Note-offs for every sounding sideman note at `tick` (the rest), as plan tokens."""
+        out: list[int] = []
+        for role, pitch in self.sideman_sounding:
+            out += self.encoder.note_off(tick, pitch, role)
+        self._feed(out, plan=True)
+        self._closed_at = tick
+        self.stats.rests += 1
+
+    def close(self, tick: float) -> list[PlannedEvent]:
+        """End now (Stop, a preset switch): the plan cut at `tick`, the sideman's notes closed there,
+        committed; returns the closing events. The stream stays valid for what comes next."""
+        q = max(quantize(tick), self._base_tick())
+        cut = self._cut_index(q)
+        self.stats.dropped_uncommitted += sum(1 for e in self.events if e.index >= cut and not e.committed)
+        self._truncate(cut)
+        n = len(self.events)
+        out: list[int] = []
+        for role, pitch in self.sideman_sounding:
+            out += self.encoder.note_off(q, pitch, role)
+        self._feed(out, plan=True)
+        closing = self.events[n:]
+        for e in closing:
+            e.committed = True
+        self.started = False
+        self.floor = max(self.floor, q + 1)
+        return closing
+
+    def commit(self, before_tick: float) -> list[PlannedEvent]:
+        """The plan's uncommitted events at ticks < `before_tick`, now committed, in stream order."""
+        out = [e for e in self.events if not e.committed and e.tick < before_tick]
+        for e in out:
+            e.committed = True
+        return out
+
+    def uncommitted(self) -> list[PlannedEvent]:
+        return [e for e in self.events if not e.committed]

@@ -1,0 +1,208 @@
+"""The accompaniment's plan on a real model and real chorales: the token order (the sideman never hears
+the player at its own tick), exact rollback (a revised plan equals a fresh feed of the same stream), and
+committed events never retracted or changed."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.corpus import music21_source as m21
+from engine.corpus.piece import encode_piece, voice_roles
+from engine.model.accompanist import Accompanist
+from engine.model.modelfile import load_model
+from engine.model.sampler import Constraints, Sampler, SamplingConfig
+from engine.model.session import ModelSession
+from engine.music.tokens import StreamDecoder
+from engine.music.vocab import DEFAULT_VOCAB as V
+from engine.offline.accompaniment import AccompanySettings, Melody, accompany
+from engine.train.humanize import encode_as_played
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "accompaniment.pt"
+FALLBACK = REPO / "models" / "continuation.pt"  # the mechanics hold for any trained model of the vocabulary
+TPB = V.config.ticks_per_beat
+CHORALES = ("bach/bwv10.7.mxl", "bach/bwv101.7.mxl", "bach/bwv26.6.mxl")
+
+
+@pytest.fixture(scope="module")
+def session():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ModelSession(load_model(MODEL if MODEL.exists() else FALLBACK, V), device="cpu")
+
+
+def chorale(source: str):
+    (piece,) = m21.parse_unit(m21.Unit("bach", source, str(m21.corpus_root())), TPB)
+    return piece
+
+
+def melody_of(piece, played_seed: int | None = None, bars: int | None = None) -> Melody:
+    """The soprano as the player's messages (as written, or as a person plays it), the first `bars` bars."""
+    roles, _ = voice_roles(piece, V)
+    notes = piece.notes
+    if played_seed is not None:
+        from engine.train.humanize import bar_phrases, humanize
+
+        notes = humanize(piece, roles, np.random.default_rng(played_seed), phrases=bar_phrases(piece, roles)).notes
+    msgs = []
+    for on, off, pitch, vel, _ in notes[roles == 0].tolist():
+        msgs.append((float(on), (0x90, pitch, vel)))
+        msgs.append((float(off), (0x80, pitch, 0)))
+    msgs.sort(key=lambda m: (m[0], m[1][0] == 0x90))
+    if bars is not None:
+        end = int(piece.bars[0, 0]) + bars * meter_of(piece).bar_ticks(TPB)
+        ons = {m[1][1] for m in msgs if m[0] < end and m[1][0] == 0x90}
+        msgs = [m for m in msgs if m[0] < end or (m[1][0] == 0x80 and m[1][1] in ons)][: 2 * len(msgs)]
+        msgs = _closed(msgs, end)
+    return Melody(msgs, meter_of(piece), 90.0, float(notes[:, 1].max()))
+
+
+def _closed(msgs, end):
+    """Messages before `end`, every note closed (a note-off at `end` at the latest)."""
+    out, sounding = [], set()
+    for tick, data in msgs:
+        if tick >= end:
+            break
+        out.append((tick, data))
+        (sounding.add if data[0] == 0x90 else sounding.discard)(data[1])
+    return out + [(float(end), (0x80, p, 0)) for p in sorted(sounding)]
+
+
+def meter_of(piece):
+    from engine.music.tokens import Meter
+
+    _, num, den = piece.bars[0].tolist()
+    return Meter(int(num), int(den))
+
+
+def stream_violations(tokens) -> list[int]:
+    """Indices of sideman note tokens that come after a player token at the same tick."""
+    v = V
+    pos, role, player_at = 0, None, -1
+    bad = []
+    for i, t in enumerate(int(x) for x in tokens):
+        if v.is_shift(t):
+            pos += v.shift_ticks(t)
+        elif v.is_role(t):
+            role = t - v.role_base
+        elif v.is_note_on(t) or v.is_note_off(t) or v.is_velocity(t):
+            if role == 0:
+                player_at = pos
+            elif role is not None and player_at == pos:
+                bad.append(i)
+    return bad
+
+
+@pytest.mark.parametrize("source", CHORALES)
+def test_training_streams_put_the_sideman_first_at_every_tick(source):
+    piece = chorale(source)
+    written = encode_piece(piece, V, "accompany")
+    assert V.name(int(written[1])) == "ACCOMPANY"
+    assert stream_violations(written) == []
+    played = encode_as_played(piece, np.random.default_rng(3), mapping="accompany")
+    assert stream_violations(played) == []
+    # the mapping: soprano is the player, alto/tenor/bass roles 1/2/3, every note kept
+    dec = StreamDecoder(V)
+    events = dec.feed_all(written)
+    roles = {e.role for e in events}
+    assert roles == {0, 1, 2, 3}
+    assert sum(e.on for e in events) == len(piece.notes)
+
+
+def run_live_like(session, melody: Melody, window: int, seed: int):
+    """`accompany` with a commit window, recording every event at the moment it is committed."""
+    settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed))
+    return accompany(session, melody, settings, V, commit_ticks=window)
+
+
+@pytest.mark.parametrize("source,window,seed", [(CHORALES[0], 0, 1), (CHORALES[1], 2, 2), (CHORALES[2], 4, 3)])
+def test_a_revised_plan_equals_a_fresh_feed_of_the_same_stream(session, source, window, seed):
+    melody = melody_of(chorale(source), played_seed=seed, bars=6)  # a stream within the attention window
+    result = run_live_like(session, melody, window, seed)
+    assert result.stats["revisions"] > 20 and result.stats["rolled_back_tokens"] > 0
+    history = session.history
+    assert len(history) == session.position  # the whole stream is in the window: a fresh feed can replay it
+    live_logits = session.logits.clone()
+    fresh = ModelSession(session_loaded(session), device="cpu", warmup=False)
+    fresh.feed(history)
+    assert torch.allclose(live_logits, fresh.logits, atol=1e-4), (live_logits - fresh.logits).abs().max()
+    # and the stream itself keeps the accompaniment order
+    assert stream_violations(history) == []
+
+
+def session_loaded(session):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return load_model(MODEL if MODEL.exists() else FALLBACK, V)
+
+
+@pytest.mark.parametrize("window,seed", [(0, 4), (2, 5), (6, 6)])
+def test_committed_events_are_never_retracted_or_changed(session, window, seed):
+    """What was committed is exactly what the final stream plays: every committed event is in it at its
+    tick, and every sideman event in it was committed."""
+    melody = melody_of(chorale(CHORALES[0]), played_seed=seed, bars=6)  # the whole stream in the window
+    result = run_live_like(session, melody, window, seed)
+    assert len(session.history) == session.position
+    dec = StreamDecoder(V)
+    in_stream = [(e.tick, e.on, e.pitch, e.role) for e in dec.feed_all(session.history) if e.role != 0]
+    committed = [(e.tick, e.on, e.pitch, e.role) for e in result.events]
+    assert sorted(committed) == sorted(in_stream)
+    assert result.stats["refed_events"] > 0 or window == 0  # with a window, revisions re-feed committed events
+    # every note closed, and no note-on committed at a tick within the window of the player's event before it
+    sounding = set()
+    for tick, on, pitch, role in sorted(committed, key=lambda c: (c[0], c[1])):
+        (sounding.add if on else sounding.discard)((role, pitch))
+    assert not sounding
+
+
+def test_the_plan_masks_the_player_and_keeps_each_voice_in_its_range(session):
+    sampler = Sampler(SamplingConfig(1.0, 0, 1.0, 7))
+    ranges = {1: (60, 72), 2: (48, 60), 3: (36, 50)}
+    planner = Accompanist(session, V, sampler, voices=(1, 2, 3),
+                          constraints={r: Constraints(None, *ranges[r], 1) for r in ranges})
+    planner.begin("bach")
+    planner.player(0, (0x90, 76, 80))
+    events = []
+    for _ in range(300):
+        if not planner.generating():
+            break
+        events += planner.step()
+    ons = [e for e in events if e.on]
+    assert ons, "the plan has notes"
+    assert all(e.role in (1, 2, 3) for e in events)
+    assert all(ranges[e.role][0] <= e.pitch <= ranges[e.role][1] for e in ons)
+    assert all(e.tick >= 1 for e in ons)  # never at the tick of the player's note: that is decided before it
+    # one note at a time per voice
+    sounding: dict[int, set] = {1: set(), 2: set(), 3: set()}
+    for e in events:
+        if e.on:
+            assert not sounding[e.role]
+            sounding[e.role].add(e.pitch)
+        else:
+            sounding[e.role].discard(e.pitch)
+
+
+def test_when_the_player_stops_the_sideman_finishes_at_the_next_bar_and_rests(session):
+    sampler = Sampler(SamplingConfig(0.9, 0, 0.95, 8))
+    planner = Accompanist(session, V, sampler)
+    planner.begin("bach")
+    planner.player(0, (0x90, 72, 80))
+    planner.player(30, (0x80, 72, 0))  # let go at tick 30: silent from then on
+    events = []
+    for _ in range(400):
+        if not planner.generating():
+            break
+        events += planner.step()
+    assert planner.resting
+    bar = 4 * TPB
+    assert planner.rest_bar() == bar  # the first bar line a beat or more after the player let go
+    assert not MODEL.exists() or any(e.on for e in events)  # the accompaniment model plays in that bar
+    assert max((e.tick for e in events), default=0) <= bar
+    assert not planner.sideman_sounding  # every voice closed at the bar
+    planner.player(bar * 3, (0x90, 74, 80))  # the player comes back: the sideman plays again
+    assert planner.generating()
