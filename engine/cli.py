@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ports": ("ports", "list MIDI input and output ports"),
     "presets": ("presets", "list presets, or check one with --check FILE"),
     "continue": ("continue_", "continue a MIDI file offline with a model"),
+    "accompany": ("accompany", "accompany a melody (a MIDI file) offline: alto, tenor and bass under it"),
     "data": ("data", "build the training corpus, or print its statistics"),
     "train": ("train", "train a model"),
     "eval": ("eval", "evaluate a model against the Markov baseline and the test set"),

@@ -49,8 +49,17 @@ def write(tmp_path: Path, text: str) -> Path:
 BAD = [
     # (toml, field named in the error, a piece of the allowed values)
     ('mode = "jam"', "mode", "call_response"),
-    ('mode = "accompany"', "mode", "call_response"),  # planned, not in this build: refused, not replaced
-    ('mode = "restyle"', "mode", "call_response"),
+    ('mode = "restyle"', "mode", "call_response, accompany"),  # planned, not in this build: refused, not replaced
+    ('[accompany]\nvoices = ["soprano"]', "accompany.voices", '"alto", "tenor", "bass"'),
+    ('[accompany]\nvoices = []', "accompany.voices", '"alto", "tenor", "bass"'),
+    ("[accompany]\nchannels = [2, 3]", "accompany.channels", "alto, tenor and bass"),
+    ("[accompany]\nchannels = [2, 3, 17]", "accompany.channels[2]", "1..16"),
+    ("[accompany]\ncommit_ms = -5", "accompany.commit_ms", "[0, 500]"),
+    ("[accompany]\nlookahead_beats = 0", "accompany.lookahead_beats", "[0.25, 8]"),
+    ("[accompany]\nbass_range = [40, 42]", "accompany.bass_range", "highest >= lowest + 5"),
+    ("[accompany]\ntenor_range = 50", "accompany.tenor_range", "[lowest, highest]"),
+    ("[accompany]\nsoprano_range = [60, 80]", "accompany.soprano_range", "alto_range"),
+    ("[monitor.programs]\nalto = 200", "monitor.programs.alto", "0..127"),
     ("tempo = 120", "tempo", "mode"),
     ("[clock]\nbpm = 0", "clock.bpm", "[20, 300]"),
     ('[clock]\nbpm = "fast"', "clock.bpm", "[20, 300]"),
@@ -77,7 +86,7 @@ BAD = [
     ('[program_change]\n200 = "default.toml"', "program_change.200", "0..127"),
     ('[program_change]\n1 = "../etc/passwd"', "program_change.1", "same folder"),
     ('[program_change]\n1 = "nope.toml"', "program_change.1", "a preset file"),
-    ('[monitor.programs]\nbass = 33', "monitor.programs.bass", "player, sideman"),
+    ('[monitor.programs]\ndrums = 33', "monitor.programs.drums", "player, sideman, alto, tenor, bass"),
     ("[monitor]\nenabled = \"yes\"", "monitor.enabled", "true or false"),
     ('model = "models/continuation.onnx"', "model", ".pt"),
     ("ports = 3", "ports", "a [ports] table"),
@@ -140,9 +149,17 @@ def test_cli_lists_and_checks(capsys, tmp_path):
 
 def test_a_planned_mode_is_refused_by_name_with_the_modes_this_build_has(tmp_path):
     with pytest.raises(PresetError) as info:
-        load_preset(write(tmp_path, 'mode = "accompany"'))
+        load_preset(write(tmp_path, 'mode = "restyle"'))
     message = str(info.value)
-    assert "'accompany' is not in this build" in message and "allowed: call_response" in message
+    assert "'restyle' is not in this build" in message and "allowed: call_response, accompany" in message
+
+
+def test_the_accompany_table_reads_voices_channels_window_and_ranges(tmp_path):
+    p = load_preset(write(tmp_path, 'mode = "accompany"\n[accompany]\nvoices = ["bass", "alto"]\n'
+                                    'channels = [5, 6, 7]\ncommit_ms = 30\nbass_range = [30, 55]'))
+    a = p.accompany
+    assert a.voices == (1, 3) and a.channels == (5, 6, 7) and a.commit_ms == 30.0 and a.ranges[2] == (30, 55)
+    assert "alto+bass" in p.summary() and "commit 30 ms" in p.summary()
 
 
 def test_every_mode_a_preset_accepts_is_one_the_factory_builds():

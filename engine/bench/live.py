@@ -54,6 +54,9 @@ log = logging.getLogger("sideman.bench.live")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--mode", choices=("call_response", "accompany"), default="call_response",
+                        help="call_response (default): phrases and answers; accompany: melodies and their voices "
+                             "(engine.bench.live_accompany)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of music at 100 BPM (default 10)")
     parser.add_argument("--speed", type=float, default=3.0, help="tempo factor over 100 BPM (default 3: 300 BPM)")
@@ -397,8 +400,8 @@ def _parse(args) -> argparse.Namespace:
         parser = argparse.ArgumentParser(prog="sideman bench live", description=__doc__.splitlines()[0])
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
-    defaults = argparse.Namespace(json=False, minutes=10.0, speed=3.0, model=None, seed=1, threads=1, prepare=True,
-                                  realtime_priority=None, jack_sync=False)
+    defaults = argparse.Namespace(mode="call_response", json=False, minutes=10.0, speed=3.0, model=None, seed=1,
+                                  threads=1, prepare=True, realtime_priority=None, jack_sync=False)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -413,8 +416,14 @@ def main(args=None) -> int:
     jack_log = os.path.join(tempfile.gettempdir(), f"sideman-bench-jackd-{os.getpid()}.log")
     jack = start_jack(jack_log, ns.jack_sync)
     try:
-        result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
-                           jack_log if jack is not None else None)
+        if ns.mode == "accompany":
+            from engine.bench import live_accompany
+
+            result = live_accompany.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads,
+                                              ns.realtime_priority, jack_log if jack is not None else None)
+        else:
+            result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
+                               jack_log if jack is not None else None)
     finally:
         gc.collect()  # the daemon's JACK clients (held in reference cycles) close before the server stops
         if jack is not None:
@@ -428,6 +437,12 @@ def main(args=None) -> int:
         result["jack_log"] = jack_log  # kept: what jackd said about its late cycles
     if ns.json:
         print(json.dumps(result))
+        return 0
+    if ns.mode == "accompany":
+        from engine.bench import live_accompany
+
+        print(live_accompany.report(result))
+        print(f"  JACK cycles not finished in time (xruns): {result['jack_xruns']}")
         return 0
     print(f"sideman bench live: {result['simulated_minutes']:g} min of music at {result['bpm']:g} BPM "
           f"in {result['wall_s']} s; JACK {result['jack']} (period {result['jack_period_ms']} ms)")

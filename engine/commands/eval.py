@@ -3,11 +3,17 @@ Imports torch only when run."""
 
 
 def add_arguments(parser) -> None:
+    parser.add_argument("--task", choices=("continue", "accompany"), default="continue",
+                        help="continue: answers to phrases (default); accompany: voices under held-out melodies")
     parser.add_argument("--model", action="append", default=None,
-                        help="model file(s) to evaluate (default: models/continuation.pt)")
-    parser.add_argument("--config", default="continuation", help="training config whose data and mapping to use")
-    parser.add_argument("--prompts", type=int, default=100)
-    parser.add_argument("--bars", type=int, default=2)
+                        help="model file(s) to evaluate (default: models/continuation.pt, or "
+                             "models/accompaniment.pt with --task accompany)")
+    parser.add_argument("--config", default=None,
+                        help="training config whose data and mapping to use (default: continuation, or accompaniment)")
+    parser.add_argument("--prompts", type=int, default=None,
+                        help="prompts (continue, default 100) or test pieces (accompany, default 40)")
+    parser.add_argument("--bars", type=int, default=None, help="answer length (default 2), or the bars of each "
+                        "test piece accompanied (default 8)")
     parser.add_argument("--windows", type=int, default=64, help="validation windows for the losses")
     parser.add_argument("--markov-order", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -18,6 +24,21 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.task == "accompany":
+        import json
+        from pathlib import Path
+
+        from engine.train.evaluate_accompany import evaluate_accompany, format_report
+
+        models = args.model or [str(Path(__file__).resolve().parents[2] / "models" / "accompaniment.pt")]
+        r = evaluate_accompany(models, args.config or "accompaniment", args.prompts or 40,
+                               args.bars or 8, args.windows, args.markov_order, args.seed, args.data_limit,
+                               as_played=not args.no_as_played)
+        print(json.dumps(r, indent=2) if args.json else format_report(r))
+        return 0
     from engine.train.evaluate import run as eval_run
 
+    args.config = args.config or "continuation"
+    args.bars = args.bars or 2
+    args.prompts = args.prompts or 100
     return eval_run(args)

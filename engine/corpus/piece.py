@@ -133,16 +133,27 @@ def call_response_varied_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB, low: 
     return _alternate(piece, np.asarray(bounds, dtype=np.int64), vocab)
 
 
+DROPPED = -1  # the role of a note a mapping leaves out of the stream
+
+
 def voice_roles(piece: Piece, vocab: Vocab = DEFAULT_VOCAB) -> tuple[np.ndarray, tuple[int, ...]]:
-    """Accompaniment: the top voice (part 0) is the player; the lowest (the last part) is always the
-    sideman's last role (the bass); part 1 is role 1, and any parts between share role 2. SATB ->
-    player, alto, tenor, bass; a 6-voice motet -> player, part 1, parts 2-4, bass; 3 voices -> player,
-    role 1, bass; 2 voices -> player, bass. Scores list their parts top down (music21's order)."""
+    """Accompaniment, one line per role: the top voice (part 0) is the player; the lowest (the last part)
+    is always the last role (the bass); part 1 is role 1 and the part just above the bass role 2. SATB ->
+    player, alto, tenor, bass; a five-voice madrigal (SQATB) -> player, quinto, tenor, bass, its alto left
+    out (DROPPED); three voices -> player, role 1, bass; two -> player, bass. Scores list their parts top
+    down (music21's order)."""
     part = piece.notes[:, PART].astype(np.int64)
+    n = piece.n_parts
     last_role = vocab.config.n_roles - 1
-    lowest = piece.n_parts - 1
-    roles = np.where(part == 0, 0, np.where(part == lowest, last_role, np.minimum(part, last_role - 1)))
-    return roles.astype(np.int64), ()
+    role_of_part = np.full(max(n, 1), DROPPED, dtype=np.int64)
+    role_of_part[0] = 0
+    if n >= 2:
+        role_of_part[n - 1] = last_role
+    if n >= 3:
+        role_of_part[1] = 1
+    if n >= 4:
+        role_of_part[n - 2] = 2
+    return role_of_part[part], ()
 
 
 ROLE_MAPPINGS: dict[str, RoleMapping] = {
@@ -174,6 +185,8 @@ def piece_events(piece: Piece, roles: np.ndarray) -> list[NoteEvent]:
     """Note-on and note-off events of every note (in note order; sort with `canonical_order`)."""
     out: list[NoteEvent] = []
     for (on, off, pitch, vel, _part), role in zip(piece.notes.tolist(), roles.tolist()):
+        if role == DROPPED:
+            continue
         out.append(NoteEvent(on, True, pitch, vel, role))
         out.append(NoteEvent(off, False, pitch, 0, role))
     return out

@@ -109,6 +109,11 @@ PRESETS: dict[str, TrainConfig] = {
     "tiny": TrainConfig(name="tiny", d_model=64, n_layers=2, n_heads=2, d_ff=128, window=128, max_rollback=32,
                         seq_len=128, batch_size=8, max_steps=30, warmup_steps=5, eval_every=10, eval_batches=2,
                         checkpoint_every=10, collections=("essen", "bach"), data_limit=20, dropout=0.0),
+    # the same for accompaniment: the first 70 chorales (three of them in the test split)
+    "tiny-accompany": TrainConfig(name="tiny-accompany", d_model=64, n_layers=2, n_heads=2, d_ff=128, window=128,
+                                  max_rollback=32, seq_len=128, batch_size=8, max_steps=30, warmup_steps=5,
+                                  eval_every=10, eval_batches=2, checkpoint_every=10, collections=("bach",),
+                                  data_limit=70, dropout=0.0, role_mapping="accompany", human_playing=0.5),
 }
 
 

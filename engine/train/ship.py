@@ -28,9 +28,15 @@ def ship(run_dir: Path, name: str | None = None, evaluation: dict | None = None,
     model = TransformerLM(ModelConfig.from_dict(run_card["model"]))
     model.load_state_dict(torch.load(run_dir / "best.pt", map_location="cpu"))
     model.eval()
-    card = {k: run_card[k] for k in ("training", "metrics") if k in run_card}
+    card = {k: run_card[k] for k in ("task", "training", "metrics") if k in run_card}
     card["name"] = name
-    if evaluation is not None:
+    if evaluation is not None and evaluation.get("task") == "accompany":  # `sideman eval --task accompany`
+        card["metrics"] = {**card.get("metrics", {}), "sideman_loss_markov": evaluation["sideman_loss_markov"], **{
+            k: v for m in evaluation.get("models", {}).values() for k, v in m.items()
+            if k in ("sideman_loss", "loss_vs_markov")}}
+        card["evaluation"] = {k: evaluation[k] for k in ("models", "clean", "as_played", "markov_order", "pieces",
+                                                         "bars", "data") if k in evaluation}
+    elif evaluation is not None:
         card["metrics"] = {**card.get("metrics", {}), **{
             k: evaluation[k] for k in ("val_loss_model", "val_loss_markov", "loss_vs_markov", "in_key_model",
                                       "in_key_markov", "in_key_reference", "pc_hist_dist_model",

@@ -55,3 +55,24 @@ def test_as_played_prompts_are_the_test_pieces_played_not_copied():
     assert all(not np.array_equal(a, b) for a, b in zip(variants["as_played"], data.test))
     again = prompt_variants(cfg, "test")["as_played"]  # the same seeds: the same prompts on every run
     assert all(np.array_equal(a, b) for a, b in zip(variants["as_played"], again))
+
+
+def test_eval_accompany_reports_loss_per_sideman_token_and_consonance_clean_and_as_played(model_path, capsys):
+    """On real chorales (the first 70; three test pieces): the planner runs for the model and the Markov
+    model, and the reference is Bach's own lower voices."""
+    args = ["eval", "--task", "accompany", "--model", str(model_path), "--config", "tiny-accompany",
+            "--prompts", "3", "--bars", "4", "--windows", "8", "--markov-order", "2", "--json"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out)
+    (model,) = r["models"].values()
+    assert r["sideman_loss_markov"] > 0 and model["sideman_loss"] > 0
+    keys = ("cr", "ur", "dissonant", "parallels_per_bar", "crossing_share", "above_melody_share", "onsets_together")
+    for set_name in ("clean", "as_played"):
+        for m in (model[set_name], r[set_name]["markov"], r[set_name]["reference"]):
+            assert set(keys) <= set(m)
+            assert abs(m["cr"] + m["ur"] + m["dissonant"] - 1.0) < 1e-3
+    ref = r["clean"]["reference"]
+    assert ref["cr"] > 0.9 and ref["ur"] < 0.05  # Bach's voices sound with his melody, consonantly
+    assert ref["above_melody_share"] < 0.05 and ref["onsets_together"] > 0.8
+    # as played, the melody is off the grid: fewer onsets fall together with the voices written on the grid
+    assert r["as_played"]["reference"]["onsets_together"] < ref["onsets_together"]

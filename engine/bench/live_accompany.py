@@ -1,0 +1,280 @@
+"""`sideman bench live --mode accompany`: the accompaniment over JACK, measured as a musician hears it.
+
+A player process (a JACK client, another process) plays chorale melodies into the daemon as a person
+plays them (the soprano of held-out chorales through the human-playing model, plus sub-tick jitter),
+8 bars each with 2 bars' rest between, and records everything on the daemon's output. The daemon runs
+in this process on a private JACK server (dummy backend, 48 kHz, 128 frames), preset chorale.
+
+Numbers:
+- revision_ms: a player message reaching the daemon -> the revised plan's next note decided (ready to be
+  committed when the clock reaches its window); the rest of the plan follows in the background;
+- commit_lead_ms: how long before it sounds each sideman note-on was committed (handed to the scheduler);
+- in_time_share: the share of committed note-ons that were due after they were committed;
+- timing_error_ms: arrival at the listener minus due, for every message the scheduler sent;
+- lost_messages, hanging_notes: as `sideman bench live`;
+- cr/ur live: consonance of what arrived at the listener against the melody as played, beside the same
+  melodies accompanied offline (`sideman accompany`'s planner, commit window 0): the offline upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+import warnings
+import zlib
+from dataclasses import replace
+
+import numpy as np
+
+from engine.bench.live import REPO, JackListener, _stats, hanging, pair_timing
+
+log = logging.getLogger("sideman.bench.live")
+BASE_BPM = 90.0
+MELODY_BARS = 8
+REST_BARS = 2
+BENCH_CHORALES = ("bach/bwv10.7.mxl", "bach/bwv101.7.mxl", "bach/bwv26.6.mxl", "bach/bwv253.mxl",
+                  "bach/bwv267.mxl", "bach/bwv281.mxl", "bach/bwv29.8.mxl", "bach/bwv354.mxl",
+                  "bach/bwv379.mxl", "bach/bwv384.mxl", "bach/bwv403.mxl", "bach/bwv418.mxl")
+
+
+def melodies(n: int, seed: int) -> list[list[tuple[float, list[int]]]]:
+    """The first bars of `n` chorale sopranos as played (ticks from the melody's first bar line)."""
+    from engine.corpus import music21_source as m21
+    from engine.corpus.piece import voice_roles
+    from engine.music.vocab import DEFAULT_VOCAB as V
+    from engine.train.humanize import bar_phrases, humanize
+
+    tpb = V.config.ticks_per_beat
+    out = []
+    for k in range(n):
+        source = BENCH_CHORALES[k % len(BENCH_CHORALES)]
+        (piece,) = m21.parse_unit(m21.Unit("bach", source, str(m21.corpus_root())), tpb)
+        roles, _ = voice_roles(piece, V)
+        rng = np.random.default_rng(zlib.crc32(f"{source}|bench|{seed}|{k}".encode()))
+        played = humanize(piece, roles, rng, phrases=bar_phrases(piece, roles)).notes
+        origin = int(piece.bars[0, 0])
+        end = origin + MELODY_BARS * 4 * tpb
+        msgs = []
+        for on, off, pitch, vel, _ in played[roles == 0].tolist():
+            if on >= end:
+                continue
+            j = rng.uniform(-0.5, 0.5)  # below a tick: the player is not on the model's grid either
+            msgs.append((on - origin + j, [0x90, pitch, vel]))
+            msgs.append((min(off, end) - origin + j, [0x80, pitch, 0]))
+        msgs.sort(key=lambda m: (m[0], m[1][0] == 0x90))
+        out.append(msgs)
+    return out
+
+
+def player_main(config: dict) -> None:
+    """Runs in a child process: play the melodies at their times on the daemon's clock; record the output."""
+    import rtmidi
+
+    logging.basicConfig(level=logging.ERROR)
+    listener = JackListener(config["out_port"])
+    listener.start()
+    out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-player")
+    names = out.get_ports()
+    out.open_port([i for i, n in enumerate(names) if n.endswith(":" + config["in_port"])][0])
+    print("ready", flush=True)
+    origin, spt = config["origin"], config["spt"]
+    sent = []
+    for tick, data in config["messages"]:
+        due = origin + tick * spt
+        while True:
+            left = due - time.perf_counter()
+            if left <= 0:
+                break
+            time.sleep(min(left, 0.002) if left > 0.002 else 0)
+        out.send_message(data)
+        sent.append((time.perf_counter(), data))
+    deadline = time.perf_counter() + 10
+    while time.perf_counter() < deadline and time.perf_counter() - listener.last_arrival() < 1.5:
+        time.sleep(0.1)
+    print("played", flush=True)
+    sys.stdin.readline()
+    time.sleep(0.3)
+    listener.stop_event.set()
+    listener.join(2)
+    out.close_port()
+    print(json.dumps({"sent": sent, "arrivals": listener.arrivals()}), flush=True)
+
+
+def notes_ms(timed, channels: dict[int, int]) -> list:
+    """Notes (ms, integer) of (time s, message) pairs; channels: MIDI channel -> role."""
+    from engine.music.metrics import Note
+
+    out, open_ = [], {}
+    for t, data in timed:
+        kind, ch = data[0] & 0xF0, data[0] & 0x0F
+        if ch not in channels or kind not in (0x80, 0x90):
+            continue
+        key = (ch, data[1])
+        if kind == 0x90 and data[2] > 0:
+            open_[key] = (t, data[2])
+        elif key in open_:
+            start, vel = open_.pop(key)
+            out.append(Note(int(round(start * 1000)), max(int(round(start * 1000)) + 1, int(round(t * 1000))),
+                            data[1], vel, channels[ch]))
+    return out
+
+
+def offline_consonance(model_path: str, melodies_ticks, spt: float, seed: int) -> tuple[float, float]:
+    """CR, UR of the same melodies accompanied offline (commit window 0), notes in ms."""
+    from engine.model.modelfile import load_model
+    from engine.model.sampler import SamplingConfig
+    from engine.model.session import ModelSession
+    from engine.music.harmony import consonance
+    from engine.music.metrics import Note
+    from engine.music.tokens import Meter
+    from engine.music.vocab import DEFAULT_VOCAB as V
+    from engine.offline.accompaniment import AccompanySettings, Melody, accompany
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        session = ModelSession(load_model(model_path, V), device="cpu", threads=1)
+    notes = []
+    for k, (offset, msgs) in enumerate(melodies_ticks):
+        melody = Melody([(t, tuple(d)) for t, d in msgs], Meter(), 60.0 / (spt * 24), msgs[-1][0])
+        result = accompany(session, melody, AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + k),
+                                                              style="bach"), V)
+        notes += notes_ms([((offset + t) * spt, d) for t, d in msgs], {0: 0})
+        opened = {}
+        for e in result.events:
+            if e.on:
+                opened[(e.role, e.pitch)] = e.tick
+            elif (e.role, e.pitch) in opened:
+                s = opened.pop((e.role, e.pitch))
+                notes.append(Note(int(round((offset + s) * spt * 1000)),
+                                  int(round((offset + max(s + 1, e.tick)) * spt * 1000)), e.pitch, 64, e.role))
+    return consonance(notes)
+
+
+def bench_preset(bpm: float):
+    from engine.presets import PRESET_DIR, load_preset
+
+    base = load_preset(PRESET_DIR / "chorale.toml")
+    tag = uuid.uuid4().hex[:6]
+    return replace(base, name="bench-live-accompany",
+                   ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
+                   clock=replace(base.clock, source="internal", bpm=bpm), sampling=replace(base.sampling, seed=1))
+
+
+def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
+              realtime_priority: int | None = None, jack_log: str | None = None) -> dict:
+    from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
+    from engine.music.harmony import consonance
+
+    bpm = BASE_BPM * speed
+    spt = 60.0 / (bpm * 24)
+    bar_ticks = 4 * 24
+    n = max(1, int(round(minutes * BASE_BPM / 4 / (MELODY_BARS + REST_BARS))))
+    tunes = melodies(n, seed)
+    model_path = str(resolve_model_path(model or "models/accompaniment.pt"))
+    preset = bench_preset(bpm)
+    daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads,
+                                          realtime_priority=realtime_priority))
+    daemon.start()
+    sends: list[tuple[float, tuple]] = []
+    real_send = daemon.output.send
+
+    def recording_send(data):
+        ok = real_send(data)
+        sends.append((time.perf_counter(), tuple(data)))
+        return ok
+
+    daemon.output.send = recording_send
+    main = threading.Thread(target=daemon.run, name="daemon-main", daemon=True)
+    main.start()
+    # the melodies on the daemon's bar grid, from the second bar line after now
+    first_bar = (int(daemon.clock.tick_now()) // bar_ticks + 2) * bar_ticks
+    messages, placed = [], []  # placed: (the melody's first bar line, its messages from there)
+    at = first_bar
+    for tune in tunes:
+        placed.append((at, tune))
+        messages += [(at + t, d) for t, d in tune]
+        at += (MELODY_BARS + REST_BARS) * bar_ticks
+    config = {"in_port": preset.ports.input, "out_port": preset.ports.output, "origin": daemon.clock.time_at(0),
+              "spt": daemon.clock.seconds_per_tick, "messages": messages}
+    code = ("import json, sys; from engine.bench.live_accompany import player_main; "
+            f"player_main(json.loads(sys.stdin.readline()))")
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             text=True)
+    t0 = time.perf_counter()
+    try:
+        child.stdin.write(json.dumps(config) + "\n")
+        child.stdin.flush()
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError("the player process did not start")
+        if child.stdout.readline().strip() != "played":
+            raise RuntimeError("the player process failed")
+        wall = time.perf_counter() - t0
+        records = list(daemon.scheduler.records)
+        part = daemon.part.thread
+        stats = part.stats
+        status = daemon.status()
+        sends_at_end = len(sends)
+        daemon.request_stop()
+        main.join(3)
+        out, _ = child.communicate("done\n", timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        daemon.request_stop()
+    player = json.loads(out.strip().splitlines()[-1])
+    arrivals = player["arrivals"]
+    timing_s, output_lost = pair_timing(records, sends, arrivals)
+    channels = {0: 0} | {c - 1: i + 1 for i, c in enumerate(preset.accompany.channels)}
+    heard = notes_ms([(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], channels)
+    live_cr, live_ur = consonance(heard)
+    # offline, per melody, on the ticks the player meant (the same human timing)
+    off_cr, off_ur = offline_consonance(model_path, placed, spt, seed)
+    committed = stats.committed_notes
+    return {
+        "mode": "accompany",
+        "bpm": bpm, "melodies": n, "melody_bars": MELODY_BARS, "wall_s": round(wall, 1),
+        "commit_ms": preset.accompany.commit_ms, "lookahead_beats": preset.accompany.lookahead_beats,
+        **_stats(stats.revision_ms, "revision_ms"),
+        **_stats(stats.commit_lead_ms, "commit_lead_ms"),
+        **_stats(stats.step_ms, "token_step_ms"),
+        "committed_notes": committed, "late_notes": stats.late_notes,
+        "in_time_share": round(1 - stats.late_notes / committed, 5) if committed else None,
+        **_stats([1000.0 * e for e in timing_s], "timing_error_ms"),
+        "lost_messages": len(player["sent"]) - stats.player_events,
+        "player_messages": len(player["sent"]),
+        "hanging_notes": hanging([d for _, d in sends[:sends_at_end]]),
+        "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
+        "output_lost_in_jack": output_lost,
+        "dropped": status["dropped"], "late": status["late"], "revisions": stats.revisions,
+        "cr_live": round(live_cr, 4), "ur_live": round(live_ur, 4),
+        "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4),
+        "cr_gap": round(off_cr - live_cr, 4),
+        "model": model_path, "torch_threads": threads, "load_average": round(os.getloadavg()[0], 2),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def report(r: dict) -> str:
+    return "\n".join([
+        f"sideman bench live --mode accompany: {r['melodies']} melodies of {r['melody_bars']} bars as played, "
+        f"{r['bpm']:g} BPM, in {r['wall_s']} s; commit window {r['commit_ms']:g} ms, lookahead {r['lookahead_beats']:g} beats",
+        f"  player event -> revised plan's next note decided: p50 {r['revision_ms_p50']} ms, p99 {r['revision_ms_p99']} ms "
+        f"(n {r['revision_ms_n']})",
+        f"  commit lead (committed -> sounds): p50 {r['commit_lead_ms_p50']} ms, p99 {r['commit_lead_ms_p99']} ms",
+        f"  planned notes in time: {r['committed_notes'] - r['late_notes']} of {r['committed_notes']} "
+        f"({r['in_time_share']}); scheduler dropped {r['dropped']}, late {r['late']}",
+        f"  arrival - due at a JACK client: p50 {r['timing_error_ms_p50']} ms, p99 {r['timing_error_ms_p99']} ms, "
+        f"max {r['timing_error_ms_max']} ms",
+        f"  decode step: p50 {r['token_step_ms_p50']} ms, p99 {r['token_step_ms_p99']} ms",
+        f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
+        f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
+        f"  consonance live CR {r['cr_live']} UR {r['ur_live']} vs offline CR {r['cr_offline']} UR {r['ur_offline']} "
+        f"(gap {r['cr_gap']})",
+        f"  machine: {r['cpu_count']} CPUs, load average {r['load_average']}",
+    ])

@@ -1,0 +1,144 @@
+"""The accompaniment end to end over real JACK MIDI, with the shipped accompaniment model: a JACK client
+plays a melody detached and off the grid into "sideman in"; three voices come back on their own channels
+while it plays, every note closed; panic, Stop and shutdown leave nothing sounding."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from engine.live.daemon import Daemon, DaemonOptions
+from engine.presets import PRESET_DIR, dump_preset, load_preset
+from test_daemon import Listener, hanging, player, wait_until
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "accompaniment.pt"
+BPM = 120.0  # a beat is 0.5 s
+MELODY = (72, 74, 76, 74, 72, 71, 72, 74, 76, 77, 76, 74, 72, 71, 69, 71)  # a chorale-like line, quarter notes
+
+pytestmark = pytest.mark.jack
+
+
+@pytest.fixture
+def accompanying(jack_server, tmp_path):
+    started = []
+
+    def start(**accompany):
+        base = load_preset(PRESET_DIR / "chorale.toml")
+        tag = uuid.uuid4().hex[:6]
+        preset = replace(base, name="test-accompany",
+                         ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
+                         clock=replace(base.clock, bpm=BPM), sampling=replace(base.sampling, seed=3),
+                         accompany=replace(base.accompany, **accompany), program_change=())
+        path = tmp_path / "accompany.toml"
+        path.write_text(dump_preset(preset))
+        daemon = Daemon(load_preset(path), DaemonOptions(model=str(MODEL), status_every=0))
+        daemon.start()
+        thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
+        thread.start()
+        listener = Listener(daemon.preset.ports.output)
+        out = player(daemon.preset.ports.input)
+        started.append((daemon, thread, listener, out))
+        return daemon, listener, out
+
+    yield start
+    for daemon, thread, listener, out in started:
+        daemon.request_stop()
+        thread.join(3)
+        out.close_port()
+        time.sleep(0.05)
+        listener.close()
+
+
+def play_melody(out, pitches=MELODY, held=0.7, seed=1, beat=60.0 / BPM) -> tuple[float, float]:
+    """Quarter notes held `held` of their length, each onset off the grid by up to +-30 ms, from an
+    arbitrary moment (not a bar line); returns (first note-on, last note-off) perf_counter times."""
+    rng = random.Random(seed)
+    time.sleep(rng.uniform(0.1, 0.4))
+    start = time.perf_counter()
+    first = last = 0.0
+    for i, p in enumerate(pitches):
+        on_at = start + i * beat + rng.uniform(-0.03, 0.03)
+        while time.perf_counter() < on_at:
+            time.sleep(0.001)
+        out.send_message([0x90, p, rng.randint(60, 100)])
+        first = first or time.perf_counter()
+        time.sleep(beat * held)
+        out.send_message([0x80, p, 0])
+        last = time.perf_counter()
+    return first, last
+
+
+def voices_of(messages, channels=(1, 2, 3)) -> dict[int, list[tuple[float, int]]]:
+    return {ch: [(t, d[1]) for t, d in messages if d[0] & 0xF0 == 0x90 and d[2] > 0 and d[0] & 0x0F == ch]
+            for ch in channels}
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the accompaniment model is not built yet (sideman train --config accompaniment)")
+def test_a_melody_played_detached_and_off_the_grid_gets_three_voices_with_every_note_closed(accompanying):
+    daemon, listener, out = accompanying()
+    first, last = play_melody(out)
+    bar = 4 * 60.0 / BPM
+    # when the player stops, the sideman finishes at the next bar line and rests: nothing after that
+    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    # ... its last notes end at that bar line, when the clock gets there
+    assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar), hanging(list(listener.messages))
+    time.sleep(0.3)
+    messages = list(listener.messages)
+    voices = voices_of(messages)
+    ranges = daemon.preset.accompany.ranges
+    for i, ch in enumerate((1, 2, 3)):
+        notes = voices[ch]
+        assert len(notes) >= 4, f"voice on channel {ch + 1} played {len(notes)} notes: {daemon.status()}"
+        low, high = ranges[i]
+        assert all(low <= p <= high for _, p in notes)
+        assert all(first - 0.05 <= t <= last + 2 * bar for t, _ in notes)  # with the melody, not after it
+    assert not hanging(messages)
+    # the voices sound with the melody: most melody beats have a sideman note sounding (offline the model's
+    # UR is a few per cent; detached playing leaves the melody's gaps, not the voices')
+    sounding_at_onsets = 0
+    for k in range(len(MELODY)):
+        t = first + k * 60.0 / BPM + 0.1
+        sounding = set()
+        for at, d in messages:
+            if at > t:
+                break
+            if d[0] & 0x0F in (1, 2, 3) and d[0] & 0xF0 in (0x80, 0x90):
+                (sounding.add if d[0] & 0xF0 == 0x90 and d[2] > 0 else sounding.discard)((d[0] & 0x0F, d[1]))
+        sounding_at_onsets += bool(sounding)
+    assert sounding_at_onsets >= len(MELODY) * 0.75, sounding_at_onsets
+    stats = daemon.part.thread.stats
+    assert stats.player_events == 2 * len(MELODY)  # nothing the player played is lost
+    assert stats.late_notes == 0 or stats.late_notes <= 0.01 * stats.committed_notes
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the accompaniment model is not built yet (sideman train --config accompaniment)")
+def test_panic_and_a_voice_switched_off_close_their_notes_and_the_accompaniment_goes_on(accompanying):
+    daemon, listener, out = accompanying()
+    play_melody(out, MELODY[:6])
+    out.send_message([0xB0, daemon.preset.cc.panic, 127])  # panic mid-phrase: everything closes
+    assert wait_until(lambda: not hanging(list(listener.messages)), 2.0)
+    out.send_message([0xB0, daemon.preset.cc.voice_alto, 0])  # the alto off
+    time.sleep(0.2)
+    mark = time.perf_counter()
+    play_melody(out, MELODY[6:], seed=2)
+    bar = 4 * 60.0 / BPM
+    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar), hanging(list(listener.messages))
+    time.sleep(0.3)
+    after = [(t, d) for t, d in list(listener.messages) if t > mark + 0.05]
+    voices = voices_of(after)
+    assert not voices[1], "the alto was switched off"
+    assert voices[2] and voices[3], "tenor and bass go on"
+    assert not hanging(list(listener.messages))
+    # stop while it plays: the shutdown closes every voice
+    play_melody(out, MELODY[:4], seed=3)
+    daemon.request_stop()
+    time.sleep(0.5)
+    assert not hanging(list(listener.messages))
