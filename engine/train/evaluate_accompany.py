@@ -41,6 +41,7 @@ from engine.train.humanize import bar_phrases, humanize
 from engine.train.markov import MarkovModel
 
 log = logging.getLogger("sideman.eval")
+COMMIT_TICKS = 2  # the live mode's default commit window, 50 ms, at the chorale preset's 72 BPM (1.4 ticks)
 SUMMARY_KEYS = ("cr", "ur", "dissonant", "parallels_per_bar", "crossing_share", "above_melody_share",
                 "onsets_together")
 
@@ -179,12 +180,12 @@ def summarize(metrics: list) -> dict:
     return out
 
 
-def accompany_metrics(source, pieces, played: bool, seed: int, reset=None) -> dict:
+def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int = 0) -> dict:
     metrics = []
     for i, (piece, roles, end) in enumerate(pieces):
         melody = melody_of(piece, roles, end, played)
         settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + i), style=piece.collection)
-        result = accompany(source, melody, settings, V)
+        result = accompany(source, melody, settings, V, commit_ticks=commit_ticks)
         notes = [n for n in piece_notes(piece, roles, end) if n.role == 0] if not played else \
             _played_melody_notes(melody)
         notes += _notes_of_events(result.events)
@@ -255,6 +256,8 @@ def evaluate_accompany(model_paths: list[str], config: str = "accompaniment", pi
         session = ModelSession(loaded, device="cpu")
         for name, played in sets.items():
             entry[name] = accompany_metrics(session, test, played, seed)
+        if as_played:  # what the live mode's commit window costs (planned as live, window 0 above)
+            entry["as_played_commit_window"] = accompany_metrics(session, test, True, seed, COMMIT_TICKS)
         result.setdefault("models", {})[loaded.name] = entry
     return result
 
@@ -271,8 +274,11 @@ def format_report(r: dict) -> str:
         if name not in r:
             continue
         lines += ["", f"{name}:", head]
-        rows = [(k, m[name]) for k, m in r.get("models", {}).items()] + [("markov", r[name]["markov"]),
-                                                                         ("reference", r[name]["reference"])]
+        rows = [(k, m[name]) for k, m in r.get("models", {}).items()]
+        if name == "as_played":
+            rows += [(f"{k}, commit window {COMMIT_TICKS} ticks", m["as_played_commit_window"])
+                     for k, m in r.get("models", {}).items() if "as_played_commit_window" in m]
+        rows += [("markov", r[name]["markov"]), ("reference", r[name]["reference"])]
         for label, m in rows:
             lines.append(f"  {label:26s} {m['cr']:6.3f} {m['ur']:6.3f} {m['dissonant']:6.3f} "
                          f"{m['parallels_per_bar']:7.3f} {m['crossing_share']:6.3f} {m['above_melody_share']:6.3f} "

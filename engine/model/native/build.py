@@ -21,7 +21,10 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "decode.c"
 LIBRARY = HERE / "libsideman_decode.so"
-FLAGS = ["-O3", "-march=native", "-fopenmp-simd", "-pthread", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra"]
+# SIDEMAN_MARCH picks another target than this CPU, e.g. x86-64-v3 (AVX2, most laptops) to measure what
+# such a machine gets: SIDEMAN_MARCH=x86-64-v3 python -m engine.model.native.build --force
+MARCH = os.environ.get("SIDEMAN_MARCH", "native")
+FLAGS = ["-O3", f"-march={MARCH}", "-fopenmp-simd", "-pthread", "-fPIC", "-shared", "-std=gnu11", "-Wall", "-Wextra"]
 
 
 def compiler() -> str | None:
