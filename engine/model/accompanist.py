@@ -83,7 +83,7 @@ class Accompanist:
     def __init__(self, session, vocab: Vocab, sampler: Sampler, meter: Meter = Meter(),
                  voices: Sequence[int] = VOICES, constraints: dict[int, Constraints] | None = None,
                  rest_after_ticks: int | None = None,
-                 rollback: Callable[[int], None] | None = None) -> None:
+                 rollback: Callable[[int], None] | None = None, predict_player: bool = False) -> None:
         self.session = session
         self.vocab = vocab
         self.sampler = sampler
@@ -93,6 +93,13 @@ class Accompanist:
         tpb = vocab.config.ticks_per_beat
         self.rest_after = tpb if rest_after_ticks is None else rest_after_ticks
         self._rollback = rollback or session.rollback
+        # predict_player: the plan also samples the player's next events (as ReaLchords does), so the
+        # sideman's plan assumes a melody rather than the player holding still; predicted events are never
+        # played, and the player's real event cuts the plan at the first of them. Off by default: see
+        # `sideman eval --task accompany` (the row "predicting the player") for what it changes
+        self.predict_player = predict_player
+        self._first_predicted: int | None = None  # index of the plan's first predicted player token
+        self._predicted_tick = -1  # the tick of the last predicted player token: no sideman event after it there
         self.stats = AccompanistStats()
         self.floor = 0  # new sideman events only at ticks >= floor
         self.last_player_tick = -1  # the tick of the player's last event in the stream
@@ -126,7 +133,9 @@ class Accompanist:
 
     @property
     def player_sounding(self) -> bool:
-        return any(role == PLAYER for role, _ in self.encoder.depth)
+        """Whether the player holds a key (as they played it: predicted events do not count)."""
+        enc = self._base.encoder if self._base is not None and self._first_predicted is not None else self.encoder
+        return any(role == PLAYER for role, _ in enc.depth)
 
     @property
     def sideman_sounding(self) -> list[tuple[int, int]]:
@@ -158,16 +167,11 @@ class Accompanist:
         Returns the plan's events before the cut that were not committed yet (at ticks <= the player's:
         due now): they are in the stream, so they are committed now and must be played."""
         q = max(quantize(tick), self.last_player_tick, self._base_tick())
-        cut = self._cut_index(q)
-        due_now = [e for e in self.events if e.index < cut and not e.committed]
-        for e in due_now:
-            e.committed = True
-        refeed = [e for e in self.events if e.index >= cut and e.committed]
-        dropped = sum(1 for e in self.events if e.index >= cut and not e.committed)
-        self.stats.dropped_uncommitted += dropped
-        self.stats.rolled_back_tokens += len(self.tokens) - cut
+        due_now, refeed = self._cut(q)
+        # cut at a prediction of the player's before q: the committed events up to q come before the event
+        self._refeed([e for e in refeed if e.tick <= q])
+        refeed = [e for e in refeed if e.tick > q]
         self.stats.revisions += 1
-        self._truncate(cut)
         enc = self.encoder
         is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
         if is_note_on:
@@ -182,19 +186,49 @@ class Accompanist:
         self._feed(out)
         self._mark_base()
         self.events = []  # kept events are before the base now: the plan starts empty ...
+        self._refeed(refeed)  # ... but for the committed events past the player's, in stream order
+        self.floor = max(self.floor, self.last_player_tick + 1)
+        return due_now
+
+    def withdraw_predictions(self) -> list[PlannedEvent]:
+        """Take what the plan predicted of the player out of the stream (the player played something else,
+        or nothing: the end of a melody); the committed events after it are re-fed. Returns the events
+        before it that were not committed yet (committed now)."""
+        if self._first_predicted is None:
+            return []
+        due_now, refeed = self._cut(None)
+        self._refeed(refeed)
+        return due_now
+
+    def _cut(self, q: int | None) -> tuple[list[PlannedEvent], list[PlannedEvent]]:
+        """Truncate the plan at its first token past tick q (None: none) or its first prediction of the
+        player, whichever comes first; returns (the events before the cut not committed yet, now committed;
+        the committed events after it, to re-feed)."""
+        cut = self._cut_index(q) if q is not None else len(self.tokens)
+        if self._first_predicted is not None:  # what was predicted of the player goes, with all after it
+            cut = min(cut, self._first_predicted)
+        due_now = [e for e in self.events if e.index < cut and not e.committed]
+        for e in due_now:
+            e.committed = True
+        refeed = [e for e in self.events if e.index >= cut and e.committed]
+        self.stats.dropped_uncommitted += sum(1 for e in self.events if e.index >= cut and not e.committed)
+        self.stats.rolled_back_tokens += len(self.tokens) - cut
+        self._truncate(cut)
+        return due_now, refeed
+
+    def _refeed(self, events: list[PlannedEvent]) -> None:
+        """Committed events into the stream again (re-encoded from the position), committed still."""
+        enc = self.encoder
         replay: list[int] = []
-        for e in refeed:  # ... but for the committed events past the player's, in stream order
+        for e in events:
             replay += enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else enc.note_off(e.tick, e.pitch, e.role)
-        self.stats.refed_events += len(refeed)
+        self.stats.refed_events += len(events)
         if replay:
             start = len(self.tokens)
             self._feed(replay, plan=True)
-            # the re-encoded events, committed still, each at its token (the decoder made them in order)
-            made = [e for e in self.events if e.index >= start]
-            for e in made:
-                e.committed = True
-        self.floor = max(self.floor, self.last_player_tick + 1)
-        return due_now
+            for e in self.events:  # the re-encoded events, each at its token (the decoder made them in order)
+                if e.index >= start:
+                    e.committed = True
 
     def _base_tick(self) -> int:
         return self._base.encoder.position if self._base is not None else 0
@@ -224,6 +258,8 @@ class Accompanist:
         self._last_token = kept[-1] if kept else base.last_token
         self.tokens = kept
         self.events = [e for e in self.events if e.index < cut]
+        if self._first_predicted is not None and self._first_predicted >= cut:
+            self._first_predicted = None
         if self._closed_at is not None and self.position < self._closed_at:
             self._closed_at = None
 
@@ -232,17 +268,25 @@ class Accompanist:
         self._base = _Base(self.session.position, copy.deepcopy(self.encoder), self.grammar.copy(),
                            self._last_token)
         self.tokens = []
+        self._first_predicted = None
 
     def _feed(self, tokens: list[int], plan: bool = False) -> None:
         """Tokens into the session, the grammar (and, for plan tokens, the plan and its events)."""
         if not tokens:
             return
         self.session.feed(tokens)
+        v = self.vocab
         for t in tokens:
+            role = self.grammar.role
             for ev in self.grammar.feed(t):
                 if plan and ev.role != PLAYER:
                     self.events.append(PlannedEvent(ev.tick, ev.on, ev.pitch, ev.velocity, ev.role,
                                                     len(self.tokens)))
+            if plan and (t == v.role(PLAYER) or (role == PLAYER and (v.is_note_on(t) or v.is_note_off(t)
+                                                                     or v.is_velocity(t)))):
+                if self._first_predicted is None:
+                    self._first_predicted = len(self.tokens)
+                self._predicted_tick = self.grammar.position
             if plan:
                 self.tokens.append(t)
         self._last_token = tokens[-1]
@@ -257,8 +301,11 @@ class Accompanist:
             mask[v.bar] = True
             return mask
         mask = np.zeros(v.size, dtype=bool)
-        for role in self.voices:
-            mask |= allowed_mask_np(g, role, self.constraints.get(role))
+        if self._first_predicted is not None and self._predicted_tick == g.position:
+            mask |= allowed_mask_np(g, PLAYER)  # the player's (predicted) events at a tick come last there
+        else:
+            for role in self.voices + ((PLAYER,) if self.predict_player else ()):
+                mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
         if g.position < self.floor:  # nothing new before the floor: time only
@@ -301,9 +348,8 @@ class Accompanist:
         """End now (Stop, a preset switch): the plan cut at `tick`, the sideman's notes closed there,
         committed; returns the closing events. The stream stays valid for what comes next."""
         q = max(quantize(tick), self._base_tick())
-        cut = self._cut_index(q)
-        self.stats.dropped_uncommitted += sum(1 for e in self.events if e.index >= cut and not e.committed)
-        self._truncate(cut)
+        _, refeed = self._cut(q)  # what is after q goes (the scheduler dropped it), committed or not ...
+        self._refeed([e for e in refeed if e.tick <= q])  # ... what sounded stays (cut at a prediction before q)
         n = len(self.events)
         out: list[int] = []
         for role, pitch in self.sideman_sounding:

@@ -33,6 +33,7 @@ class AccompanySettings:
     ranges: dict = field(default_factory=lambda: dict(VOICE_RANGES))
     key_pitch_classes: frozenset[int] | None = None
     style: str = "none"
+    predict_player: bool = False  # the plan also predicts the player's next events (see Accompanist)
 
     def __post_init__(self) -> None:
         if not self.voices or any(v not in VOICES for v in self.voices):
@@ -87,7 +88,7 @@ def accompany(session, melody: Melody, settings: AccompanySettings = AccompanySe
     past q + window, the events before q + window are committed, then the message revises the rest, and
     nothing new is planned within a window of it."""
     planner = Accompanist(session, vocab, Sampler(settings.sampling), melody.meter, settings.voices,
-                          settings.constraints())
+                          settings.constraints(), predict_player=settings.predict_player)
     planner.begin(settings.style)
     out: list[PlannedEvent] = []
     for tick, data in melody.messages:
@@ -103,6 +104,7 @@ def accompany(session, melody: Melody, settings: AccompanySettings = AccompanySe
         if not planner.generating():
             break
         planner.step()
+    out += planner.withdraw_predictions()
     out += planner.commit(float("inf"))
     out += planner.close(planner.position)
     stats = vars(planner.stats).copy()

@@ -180,11 +180,13 @@ def summarize(metrics: list) -> dict:
     return out
 
 
-def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int = 0) -> dict:
+def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int = 0,
+                      predict_player: bool = False) -> dict:
     metrics = []
     for i, (piece, roles, end) in enumerate(pieces):
         melody = melody_of(piece, roles, end, played)
-        settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + i), style=piece.collection)
+        settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + i), style=piece.collection,
+                                     predict_player=predict_player)
         result = accompany(source, melody, settings, V, commit_ticks=commit_ticks)
         notes = [n for n in piece_notes(piece, roles, end) if n.role == 0] if not played else \
             _played_melody_notes(melody)
@@ -256,8 +258,11 @@ def evaluate_accompany(model_paths: list[str], config: str = "accompaniment", pi
         session = ModelSession(loaded, device="cpu")
         for name, played in sets.items():
             entry[name] = accompany_metrics(session, test, played, seed)
-        if as_played:  # what the live mode's commit window costs (planned as live, window 0 above)
+        if as_played:  # what the live mode's commit window costs (planned as live, window 0 above), and
+            # whether a plan that also predicts the player's next events (ReaLchords) does better there
             entry["as_played_commit_window"] = accompany_metrics(session, test, True, seed, COMMIT_TICKS)
+            entry["as_played_commit_window_predicting"] = accompany_metrics(session, test, True, seed, COMMIT_TICKS,
+                                                                            predict_player=True)
         result.setdefault("models", {})[loaded.name] = entry
     return result
 
@@ -276,8 +281,10 @@ def format_report(r: dict) -> str:
         lines += ["", f"{name}:", head]
         rows = [(k, m[name]) for k, m in r.get("models", {}).items()]
         if name == "as_played":
-            rows += [(f"{k}, commit window {COMMIT_TICKS} ticks", m["as_played_commit_window"])
-                     for k, m in r.get("models", {}).items() if "as_played_commit_window" in m]
+            for k, m in r.get("models", {}).items():
+                if "as_played_commit_window" in m:
+                    rows += [(f"{k}, window {COMMIT_TICKS} ticks", m["as_played_commit_window"]),
+                             (f"{k}, window, predicting", m["as_played_commit_window_predicting"])]
         rows += [("markov", r[name]["markov"]), ("reference", r[name]["reference"])]
         for label, m in rows:
             lines.append(f"  {label:26s} {m['cr']:6.3f} {m['ur']:6.3f} {m['dissonant']:6.3f} "

@@ -114,16 +114,17 @@ def test_training_streams_put_the_sideman_first_at_every_tick(source):
     assert sum(e.on for e in events) == len(piece.notes)
 
 
-def run_live_like(session, melody: Melody, window: int, seed: int):
-    """`accompany` with a commit window, recording every event at the moment it is committed."""
-    settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed))
+def run_live_like(session, melody: Melody, window: int, seed: int, predict_player: bool = False):
+    """`accompany` with a commit window, as the live mode plans."""
+    settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed), predict_player=predict_player)
     return accompany(session, melody, settings, V, commit_ticks=window)
 
 
-@pytest.mark.parametrize("source,window,seed", [(CHORALES[0], 0, 1), (CHORALES[1], 2, 2), (CHORALES[2], 4, 3)])
-def test_a_revised_plan_equals_a_fresh_feed_of_the_same_stream(session, source, window, seed):
+@pytest.mark.parametrize("source,window,seed,predict", [(CHORALES[0], 0, 1, False), (CHORALES[1], 2, 2, False),
+                                                         (CHORALES[2], 4, 3, False), (CHORALES[1], 2, 9, True)])
+def test_a_revised_plan_equals_a_fresh_feed_of_the_same_stream(session, source, window, seed, predict):
     melody = melody_of(chorale(source), played_seed=seed, bars=6)  # a stream within the attention window
-    result = run_live_like(session, melody, window, seed)
+    result = run_live_like(session, melody, window, seed, predict)
     assert result.stats["revisions"] > 20 and result.stats["rolled_back_tokens"] > 0
     history = session.history
     assert len(history) == session.position  # the whole stream is in the window: a fresh feed can replay it
@@ -141,12 +142,16 @@ def session_loaded(session):
         return load_model(MODEL if MODEL.exists() else FALLBACK, V)
 
 
-@pytest.mark.parametrize("window,seed", [(0, 4), (2, 5), (6, 6)])
-def test_committed_events_are_never_retracted_or_changed(session, window, seed):
+@pytest.mark.parametrize("window,seed,predict", [(0, 4, False), (2, 5, False), (6, 6, False), (2, 7, True)])
+def test_committed_events_are_never_retracted_or_changed(session, window, seed, predict):
     """What was committed is exactly what the final stream plays: every committed event is in it at its
-    tick, and every sideman event in it was committed."""
+    tick, and every sideman event in it was committed. A plan that predicts the player leaves none of its
+    predictions in the stream: the player's events there are the ones played."""
     melody = melody_of(chorale(CHORALES[0]), played_seed=seed, bars=6)  # the whole stream in the window
-    result = run_live_like(session, melody, window, seed)
+    result = run_live_like(session, melody, window, seed, predict)
+    player_in_stream = [(e.tick, e.on, e.pitch) for e in StreamDecoder(V).feed_all(session.history) if e.role == 0]
+    played = [(int(t + 0.5), d[0] == 0x90, d[1]) for t, d in melody.messages]
+    assert sorted(player_in_stream) == sorted(played)
     assert len(session.history) == session.position
     dec = StreamDecoder(V)
     in_stream = [(e.tick, e.on, e.pitch, e.role) for e in dec.feed_all(session.history) if e.role != 0]
