@@ -34,6 +34,7 @@ class RenderConfig:
     sample_rate: int = SAMPLE_RATE
     gain: float = 0.5
     tail_s: float = 1.5  # rendered after the last event so that releases ring out
+    peak_dbfs: float | None = -1.0  # the render is scaled so its peak is here (None: as the synth made it)
 
     def __post_init__(self) -> None:
         for channel, program in self.programs.items():
@@ -50,6 +51,8 @@ class RenderResult:
     audio_s: float  # length of the WAV
     wall_s: float  # total time, including loading the SoundFont
     load_s: float  # of which loading the SoundFont
+    peak_dbfs: float = float("-inf")  # of the WAV written
+    synth_peak_dbfs: float = float("-inf")  # of the synth's own output, before normalisation
 
     @property
     def speed(self) -> float:
@@ -132,14 +135,31 @@ def render_midi(
     finally:
         synth.delete()
     audio = np.concatenate(renderer.chunks) if renderer.chunks else np.zeros(0, dtype=np.int16)
+    synth_peak = peak_dbfs(audio)
+    if config.peak_dbfs is not None and np.isfinite(synth_peak):
+        audio = normalise(audio, config.peak_dbfs)
     _write_wav(wav_path, audio, config.sample_rate)
     wall = time.perf_counter() - start
-    result = RenderResult(wav_path, soundfont, renderer.frames / config.sample_rate, wall, load_s)
+    result = RenderResult(wav_path, soundfont, renderer.frames / config.sample_rate, wall, load_s,
+                          peak_dbfs(audio), synth_peak)
     log.info(
-        "rendered %s: %.2f s of audio in %.3f s (%.3f s loading the SoundFont; %.0fx real time)",
-        wav_path, result.audio_s, wall, load_s, result.speed,
+        "rendered %s: %.2f s of audio in %.3f s (%.3f s loading the SoundFont; %.0fx real time), peak %.1f dBFS",
+        wav_path, result.audio_s, wall, load_s, result.speed, result.peak_dbfs,
     )
     return result
+
+
+def peak_dbfs(audio: np.ndarray) -> float:
+    """The peak of int16 samples in dB relative to full scale (-inf for silence)."""
+    peak = float(np.abs(audio.astype(np.int32)).max()) if audio.size else 0.0
+    return 20.0 * np.log10(peak / 32767.0) if peak > 0 else float("-inf")
+
+
+def normalise(audio: np.ndarray, target_dbfs: float) -> np.ndarray:
+    """int16 samples scaled (in float, rounded, clipped) so their peak is at `target_dbfs`."""
+    peak = float(np.abs(audio.astype(np.int32)).max())
+    gain = 32767.0 * 10.0 ** (target_dbfs / 20.0) / peak
+    return np.clip(np.rint(audio.astype(np.float64) * gain), -32768, 32767).astype(np.int16)
 
 
 def _write_wav(path: Path, interleaved: np.ndarray, sample_rate: int) -> None:

@@ -81,6 +81,19 @@ def test_phrase_is_loud_where_notes_sound_and_silent_where_not(tmp_path):
     assert np.abs(audio).max() < 0.99
 
 
+def test_renders_are_normalised_to_a_peak_near_minus_1_dbfs(tmp_path):
+    """Beside any other track in a DAW: the synth's own output peaks some 20 dB lower."""
+    midi = tmp_path / "phrase.mid"
+    phrase_with_a_gap(midi)
+    result = render_midi(midi, tmp_path / "phrase.wav")
+    _, audio = read_wav(result.path)
+    peak = 20 * np.log10(np.abs(audio).max())
+    assert peak == pytest.approx(-1.0, abs=0.1) and result.peak_dbfs == pytest.approx(-1.0, abs=0.1)
+    assert result.synth_peak_dbfs < -6.0  # what it was before
+    raw = render_midi(midi, tmp_path / "raw.wav", RenderConfig(peak_dbfs=None))
+    assert raw.peak_dbfs == pytest.approx(result.synth_peak_dbfs, abs=0.01)
+
+
 def test_program_override_changes_the_sound(tmp_path):
     midi = tmp_path / "phrase.mid"
     phrase_with_a_gap(midi)

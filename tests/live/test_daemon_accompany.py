@@ -5,6 +5,7 @@ while it plays, every note closed; panic, Stop and shutdown leave nothing soundi
 from __future__ import annotations
 
 import random
+import signal
 import threading
 import time
 import uuid
@@ -15,7 +16,7 @@ import pytest
 
 from engine.live.daemon import Daemon, DaemonOptions
 from engine.presets import PRESET_DIR, dump_preset, load_preset
-from test_daemon import Listener, hanging, player, wait_until
+from test_daemon import Listener, daemon_command, hanging, player, spawn_daemon, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "accompaniment.pt"
@@ -25,19 +26,25 @@ MELODY = (72, 74, 76, 74, 72, 71, 72, 74, 76, 77, 76, 74, 72, 71, 69, 71)  # a c
 pytestmark = pytest.mark.jack
 
 
+def write_accompany_preset(folder: Path, name: str = "accompany", program_change=(), **accompany) -> Path:
+    """The chorale preset over JACK with unique port names, 120 BPM."""
+    base = load_preset(PRESET_DIR / "chorale.toml")
+    tag = uuid.uuid4().hex[:6]
+    preset = replace(base, name=name,
+                     ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
+                     clock=replace(base.clock, bpm=BPM), sampling=replace(base.sampling, seed=3),
+                     accompany=replace(base.accompany, **accompany), program_change=tuple(program_change))
+    path = folder / f"{name}.toml"
+    path.write_text(dump_preset(preset))
+    return path
+
+
 @pytest.fixture
 def accompanying(jack_server, tmp_path):
     started = []
 
-    def start(**accompany):
-        base = load_preset(PRESET_DIR / "chorale.toml")
-        tag = uuid.uuid4().hex[:6]
-        preset = replace(base, name="test-accompany",
-                         ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
-                         clock=replace(base.clock, bpm=BPM), sampling=replace(base.sampling, seed=3),
-                         accompany=replace(base.accompany, **accompany), program_change=())
-        path = tmp_path / "accompany.toml"
-        path.write_text(dump_preset(preset))
+    def start(program_change=(), **accompany):
+        path = write_accompany_preset(tmp_path, program_change=program_change, **accompany)
         daemon = Daemon(load_preset(path), DaemonOptions(model=str(MODEL), status_every=0))
         daemon.start()
         thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
@@ -142,3 +149,60 @@ def test_panic_and_a_voice_switched_off_close_their_notes_and_the_accompaniment_
     daemon.request_stop()
     time.sleep(0.5)
     assert not hanging(list(listener.messages))
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the accompaniment model is not built yet (sideman train --config accompaniment)")
+def test_a_preset_switch_mid_melody_closes_every_voice_and_plays_on_with_the_new_voices(accompanying, tmp_path):
+    """Program Change 5 to a preset with the bass only: the voices playing end at once; the bass goes on."""
+    bass_only = write_accompany_preset(tmp_path, name="bass-only", voices=(3,))
+    daemon, listener, out = accompanying(program_change=((5, bass_only.name),))
+    play_melody(out, MELODY[:6])
+    out.send_message([0xC0, 5])
+    assert wait_until(lambda: daemon.preset.name == "bass-only", 2.0)
+    assert wait_until(lambda: not hanging(list(listener.messages)), 2.0)
+    mark = time.perf_counter()
+    play_melody(out, MELODY[6:], seed=4)
+    bar = 4 * 60.0 / BPM
+    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar)
+    voices = voices_of([(t, d) for t, d in list(listener.messages) if t > mark + 0.05])
+    assert voices[3] and not voices[1] and not voices[2]
+    assert daemon.part.thread.stats.player_events == 2 * len(MELODY)
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="the accompaniment model is not built yet (sideman train --config accompaniment)")
+def test_sigterm_mid_melody_leaves_no_voice_hanging(jack_server, tmp_path):
+    path = write_accompany_preset(tmp_path)
+    preset = load_preset(path)
+    proc, lines, reader = spawn_daemon(daemon_command(path, MODEL))
+    try:
+        assert wait_until(lambda: any("sideman ready" in line for line in lines), 60), "".join(lines)[-2000:]
+        listener = Listener(preset.ports.output)
+        out = player(preset.ports.input)
+        play_melody(out, MELODY[:5])
+        out.send_message([0x90, 79, 90])  # a held note: the voices are sounding with it
+        assert wait_until(lambda: len(voices_of(listener.messages)[3]) > 0, 5), "no voices: " + "".join(lines)[-2000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=5)
+        reader.join(2)
+        time.sleep(0.1)
+        out.close_port()
+        listener.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, "".join(lines)[-2000:]
+    assert hanging(listener.messages) == set()
+
+
+def test_a_continuation_model_in_an_accompany_preset_is_refused_with_the_fix(jack_server, tmp_path):
+    path = write_accompany_preset(tmp_path)
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(REPO / "daemon.py"), "--preset", str(path), "--model",
+                             str(REPO / "models" / "continuation.pt")], cwd=REPO, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 1
+    assert "needs a model trained for ACCOMPANY" in result.stderr and "accompaniment.pt" in result.stderr
