@@ -128,6 +128,7 @@ class Accompany:
     lookahead_beats: float = 2.0  # how far ahead the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # lowest, highest pitch per voice
+    predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
 
 
 @dataclass(frozen=True)
@@ -398,8 +399,8 @@ def _monitor(ctx: _Ctx, raw: dict) -> Monitor:
 
 
 def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
-    d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats")
-                  + tuple(f"{v}_range" for v in VOICE_NAMES))
+    d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats",
+                                     "predict_player") + tuple(f"{v}_range" for v in VOICE_NAMES))
     names = d.get("voices", list(VOICE_NAMES))
     allowed_voices = 'a list of some of "alto", "tenor", "bass", e.g. ["alto", "tenor", "bass"]'
     if not isinstance(names, list) or not names or any(n not in VOICE_NAMES for n in names) or len(set(names)) != len(names):
@@ -428,6 +429,7 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
         rest_after_beats=ctx.number(d.get("rest_after_beats", Accompany.rest_after_beats),
                                     "accompany.rest_after_beats", 0.25, 16),
         ranges=tuple(ranges),
+        predict_player=ctx.boolean(d.get("predict_player", Accompany.predict_player), "accompany.predict_player"),
     )
 
 
@@ -547,6 +549,7 @@ def to_dict(preset: Preset) -> dict:
                       "channels": list(preset.accompany.channels), "commit_ms": preset.accompany.commit_ms,
                       "lookahead_beats": preset.accompany.lookahead_beats,
                       "rest_after_beats": preset.accompany.rest_after_beats,
+                      "predict_player": preset.accompany.predict_player,
                       **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
     }
 

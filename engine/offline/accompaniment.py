@@ -33,7 +33,7 @@ class AccompanySettings:
     ranges: dict = field(default_factory=lambda: dict(VOICE_RANGES))
     key_pitch_classes: frozenset[int] | None = None
     style: str = "none"
-    predict_player: bool = False  # the plan also predicts the player's next events (see Accompanist)
+    predict_player: bool = True  # the plan also predicts the player's next events (see Accompanist)
 
     def __post_init__(self) -> None:
         if not self.voices or any(v not in VOICES for v in self.voices):

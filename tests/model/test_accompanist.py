@@ -123,9 +123,9 @@ def run_live_like(session, melody: Melody, window: int, seed: int, predict_playe
 @pytest.mark.parametrize("source,window,seed,predict", [(CHORALES[0], 0, 1, False), (CHORALES[1], 2, 2, False),
                                                          (CHORALES[2], 4, 3, False), (CHORALES[1], 2, 9, True)])
 def test_a_revised_plan_equals_a_fresh_feed_of_the_same_stream(session, source, window, seed, predict):
-    melody = melody_of(chorale(source), played_seed=seed, bars=6)  # a stream within the attention window
+    melody = melody_of(chorale(source), played_seed=seed, bars=4)  # a stream within the attention window
     result = run_live_like(session, melody, window, seed, predict)
-    assert result.stats["revisions"] > 20 and result.stats["rolled_back_tokens"] > 0
+    assert result.stats["revisions"] >= 12 and result.stats["rolled_back_tokens"] > 0
     history = session.history
     assert len(history) == session.position  # the whole stream is in the window: a fresh feed can replay it
     live_logits = session.logits.clone()
@@ -147,7 +147,7 @@ def test_committed_events_are_never_retracted_or_changed(session, window, seed, 
     """What was committed is exactly what the final stream plays: every committed event is in it at its
     tick, and every sideman event in it was committed. A plan that predicts the player leaves none of its
     predictions in the stream: the player's events there are the ones played."""
-    melody = melody_of(chorale(CHORALES[0]), played_seed=seed, bars=6)  # the whole stream in the window
+    melody = melody_of(chorale(CHORALES[0]), played_seed=seed, bars=4)  # the whole stream in the window
     result = run_live_like(session, melody, window, seed, predict)
     player_in_stream = [(e.tick, e.on, e.pitch) for e in StreamDecoder(V).feed_all(session.history) if e.role == 0]
     played = [(int(t + 0.5), d[0] == 0x90, d[1]) for t, d in melody.messages]

@@ -47,6 +47,7 @@ class AccompanyConfig:
     lookahead_beats: float = 2.0  # how far ahead of the clock the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # each voice's lowest, highest pitch
+    predict_player: bool = True  # the plan also predicts the player's next events (never played)
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
         return {r: Constraints(key_pitch_classes, *self.ranges[r - 1], max_polyphony=1) for r in self.voices}
@@ -55,7 +56,8 @@ class AccompanyConfig:
     def from_preset(cls, preset) -> "AccompanyConfig":
         a = preset.accompany
         return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
-                   lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges)
+                   lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges,
+                   predict_player=a.predict_player)
 
 
 # -- the model thread's commands ---------------------------------------------------------------------
@@ -104,7 +106,7 @@ class AccompanyPart(ModelPart):
         self.planner = Accompanist(session, vocab, self._sampler, self._meter, accompany.voices,
                                    accompany.constraints(config.key_pitch_classes),
                                    rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
-                                   rollback=self.rollback)
+                                   rollback=self.rollback, predict_player=accompany.predict_player)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
 
     @property
@@ -225,6 +227,7 @@ class AccompanyPart(ModelPart):
         p.voices = config.voices
         p.constraints = config.constraints(self.config.key_pitch_classes)
         p.rest_after = int(round(config.rest_after_beats * self.vocab.config.ticks_per_beat))
+        p.predict_player = config.predict_player
 
 
 # -- the mode, on the conductor thread ------------------------------------------------------------------
