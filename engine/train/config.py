@@ -97,6 +97,15 @@ PRESETS: dict[str, TrainConfig] = {
                                  seq_len=512, n_kv_heads=1, batch_size=8, max_steps=3000, warmup_steps=50,
                                  eval_every=100, eval_batches=10, checkpoint_every=50, dropout=0.0,
                                  role_mapping="accompany", human_playing=0.5),
+    # the human-playing issue's comparison at a small size (d 128, 3 layers, 800 steps each): plain (the scores
+    # as written), the human-playing augmentation, and the augmentation with FGSM on the embeddings
+    **{name: TrainConfig(name=name, d_model=128, n_layers=3, n_heads=4, n_kv_heads=1, d_ff=512, seq_len=256,
+                         batch_size=16, max_steps=800, warmup_steps=50, eval_every=100, eval_batches=10,
+                         checkpoint_every=100, dropout=0.0, collections=("bach", "essen", "oneill", "ryan", "aird"),
+                         role_mapping="call_response_varied", **extra)
+       for name, extra in (("ablation-plain", {}), ("ablation-human", {"human_playing": 0.5}),
+                           ("ablation-human-fgsm", {"human_playing": 0.5, "adversarial": "fgsm",
+                                                    "adv_epsilon": 0.03}))},
     # the robustness experiment: the same small model trained plain and adversarially, side by side
     "robust-plain": TrainConfig(name="robust-plain", d_model=128, n_layers=3, n_heads=4, d_ff=512, seq_len=256,
                                 batch_size=16, max_steps=300, warmup_steps=30, eval_every=100, eval_batches=10,

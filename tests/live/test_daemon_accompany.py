@@ -93,7 +93,7 @@ def test_a_melody_played_detached_and_off_the_grid_gets_three_voices_with_every_
     first, last = play_melody(out)
     bar = 4 * 60.0 / BPM
     # when the player stops, the sideman finishes at the next bar line and rests: nothing after that
-    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    assert wait_until(lambda: daemon.part.thread.state == "resting", 3 * bar), daemon.status()
     # ... its last notes end at that bar line, when the clock gets there
     assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar), hanging(list(listener.messages))
     time.sleep(0.3)
@@ -136,7 +136,7 @@ def test_panic_and_a_voice_switched_off_close_their_notes_and_the_accompaniment_
     mark = time.perf_counter()
     play_melody(out, MELODY[6:], seed=2)
     bar = 4 * 60.0 / BPM
-    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    assert wait_until(lambda: daemon.part.thread.state == "resting", 3 * bar), daemon.status()
     assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar), hanging(list(listener.messages))
     time.sleep(0.3)
     after = [(t, d) for t, d in list(listener.messages) if t > mark + 0.05]
@@ -163,7 +163,7 @@ def test_a_preset_switch_mid_melody_closes_every_voice_and_plays_on_with_the_new
     mark = time.perf_counter()
     play_melody(out, MELODY[6:], seed=4)
     bar = 4 * 60.0 / BPM
-    assert wait_until(lambda: daemon.part.thread.planner.resting, 3 * bar), daemon.status()
+    assert wait_until(lambda: daemon.part.thread.state == "resting", 3 * bar), daemon.status()
     assert wait_until(lambda: not hanging(list(listener.messages)), 2 * bar)
     voices = voices_of([(t, d) for t, d in list(listener.messages) if t > mark + 0.05])
     assert voices[3] and not voices[1] and not voices[2]

@@ -108,6 +108,7 @@ class AccompanyPart(ModelPart):
                                    rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
                                    rollback=self.rollback, predict_player=accompany.predict_player)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
+        self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
 
     @property
     def tag(self) -> str:
@@ -122,7 +123,11 @@ class AccompanyPart(ModelPart):
         return self.planner.encoder.position
 
     def generating(self) -> bool:
-        return self.planner.generating() or bool(self.planner.uncommitted())
+        p = self.planner
+        playing = p.generating()
+        # for other threads (status, tests): a plain attribute, never the planner's state mid-change
+        self.state = "playing" if playing else "resting" if p.resting else "waiting"
+        return playing or bool(p.uncommitted())
 
     def _ticks(self) -> tuple[float, float, float]:
         """(now, the commit horizon, the plan's horizon) in stream ticks."""
@@ -304,8 +309,6 @@ class Accompany(Mode):
 
     def status(self) -> dict:
         s = self.part.stats
-        p = self.part.planner
-        state = "resting" if p.resting else "playing" if p.generating() else "waiting"
-        return {"state": state, "answers": 0, "cut_ins": 0, "ready_ms": list(s.revision_ms),
+        return {"state": self.part.state, "answers": 0, "cut_ins": 0, "ready_ms": list(s.revision_ms),
                 "player_events": s.player_events, "revisions": s.revisions, "voices": list(self.accompany.voices),
                 "committed_notes": s.committed_notes, "late_notes": s.late_notes}
