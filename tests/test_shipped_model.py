@@ -16,27 +16,33 @@ MODEL = REPO / "models" / "continuation.pt"
 EXAMPLES = sorted((REPO / "examples").glob("*.mid"))
 
 
-def test_shipped_model_loads_with_torch_jit_load_alone():
+def load_alone(model: Path) -> dict:
     """In a fresh interpreter that imports nothing of sideman: the file, its card, one decode step."""
     code = f"""
 import json, warnings
 warnings.simplefilter("ignore", DeprecationWarning)
 import torch
 files = {{"card.json": ""}}
-m = torch.jit.load({str(MODEL)!r}, _extra_files=files)
+m = torch.jit.load({str(model)!r}, _extra_files=files)
 card = json.loads(files["card.json"])
 m.reset()
 logits = m.decode(1, 0)
 import sys
 assert not any(name.startswith("engine") for name in sys.modules)
-print(json.dumps({{"vocab": card["model"]["vocab_size"], "n": logits.numel(), "hash": card["vocab_hash"]}}))
+print(json.dumps({{"vocab": card["model"]["vocab_size"], "n": logits.numel(), "hash": card["vocab_hash"],
+                  "task": card.get("task", "CONTINUE")}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    info = json.loads(out.stdout.strip().splitlines()[-1])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_shipped_model_loads_with_torch_jit_load_alone():
+    info = load_alone(MODEL)
     from engine.music.vocab import DEFAULT_VOCAB
 
-    assert info == {"vocab": DEFAULT_VOCAB.size, "n": DEFAULT_VOCAB.size, "hash": DEFAULT_VOCAB.hash()}
+    assert info == {"vocab": DEFAULT_VOCAB.size, "n": DEFAULT_VOCAB.size, "hash": DEFAULT_VOCAB.hash(),
+                    "task": "CONTINUE"}
     assert MODEL.stat().st_size <= 16 * 1024 * 1024
     card = json.loads((REPO / "models" / "continuation.card.json").read_text())
     assert card["training"]["steps"] > 0 and "val_loss" in card["metrics"]

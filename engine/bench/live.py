@@ -259,6 +259,20 @@ def pair_timing(records, sends, arrivals, window: int = 8) -> tuple[list[float],
     return out, lost
 
 
+def record_sends(daemon) -> list[tuple[float, tuple]]:
+    """(perf_counter, bytes) of every message the daemon's scheduler output sends from now on, in order."""
+    sends: list[tuple[float, tuple]] = []
+    real_send = daemon.output.send
+
+    def recording_send(data):
+        ok = real_send(data)
+        sends.append((time.perf_counter(), tuple(data)))
+        return ok
+
+    daemon.output.send = recording_send
+    return sends
+
+
 def start_jack(log_path: str, sync: bool = False) -> subprocess.Popen | None:
     """A private dummy JACK server logging to `log_path`, unless JACK_DEFAULT_SERVER names one (then None)."""
     if os.environ.get("JACK_DEFAULT_SERVER"):
@@ -303,15 +317,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
 
     daemon.start()
     gc.callbacks.append(on_gc)
-    sends: list[tuple[float, tuple]] = []
-    real_send = daemon.output.send
-
-    def recording_send(data):
-        ok = real_send(data)
-        sends.append((time.perf_counter(), tuple(data)))
-        return ok
-
-    daemon.output.send = recording_send  # the scheduler's output: every message it sends, in order
+    sends = record_sends(daemon)
     main = threading.Thread(target=daemon.run, name="daemon-main", daemon=True)
     main.start()
     config = {"in_port": preset.ports.input, "out_port": preset.ports.output, "bpm": bpm, "seconds": seconds,

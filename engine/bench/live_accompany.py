@@ -32,7 +32,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from engine.bench.live import REPO, JackListener, _stats, hanging, pair_timing
+from engine.bench.live import REPO, JackListener, _stats, hanging, pair_timing, record_sends
 
 log = logging.getLogger("sideman.bench.live")
 BASE_BPM = 90.0
@@ -181,15 +181,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads,
                                           realtime_priority=realtime_priority))
     daemon.start()
-    sends: list[tuple[float, tuple]] = []
-    real_send = daemon.output.send
-
-    def recording_send(data):
-        ok = real_send(data)
-        sends.append((time.perf_counter(), tuple(data)))
-        return ok
-
-    daemon.output.send = recording_send
+    sends = record_sends(daemon)
     main = threading.Thread(target=daemon.run, name="daemon-main", daemon=True)
     main.start()
     # the melodies on the daemon's bar grid, from the second bar line after now
@@ -203,7 +195,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     config = {"in_port": preset.ports.input, "out_port": preset.ports.output, "origin": daemon.clock.time_at(0),
               "spt": daemon.clock.seconds_per_tick, "messages": messages}
     code = ("import json, sys; from engine.bench.live_accompany import player_main; "
-            f"player_main(json.loads(sys.stdin.readline()))")
+            "player_main(json.loads(sys.stdin.readline()))")
     child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     t0 = time.perf_counter()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from engine.commands.outputs import write_wav_and_png
 from engine.errors import SidemanError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "accompaniment.pt"
@@ -56,14 +57,5 @@ def run(args) -> int:
     detail = ", ".join(f"{VOICE_ORDER[r - 1]} {n} notes (ch {r + 1})" for r, n in counts.items())
     print(f"wrote {args.output}: your melody (ch 1) and {detail} ({session.name}, {melody.bpm:.0f} BPM, "
           f"{melody.meter.numerator}/{melody.meter.denominator})")
-    if args.wav:
-        from engine.audio.render import render_midi
-
-        render_midi(args.output, args.wav)
-        print(f"wrote {args.wav}")
-    if args.png:
-        from engine.offline.pianoroll import draw_piano_roll
-
-        draw_piano_roll(args.output, args.png, title=f"{Path(args.input).name} accompanied by {session.name}")
-        print(f"wrote {args.png}")
+    write_wav_and_png(args.output, args.wav, args.png, f"{Path(args.input).name} accompanied by {session.name}")
     return 0

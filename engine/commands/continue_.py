@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from engine.commands.outputs import write_wav_and_png
 from engine.errors import SidemanError
 
 DEFAULT_MODEL = Path(__file__).resolve().parents[2] / "models" / "continuation.pt"
@@ -50,14 +51,5 @@ def run(args) -> int:
     n_answer = sum(1 for e in result.events if e.on and e.role == 1)
     print(f"wrote {args.output}: your phrase and a {args.bars}-bar answer of {n_answer} notes "
           f"({session.name}, {prompt.bpm:.0f} BPM, {prompt.meter.numerator}/{prompt.meter.denominator})")
-    if args.wav:
-        from engine.audio.render import render_midi
-
-        render_midi(args.output, args.wav)
-        print(f"wrote {args.wav}")
-    if args.png:
-        from engine.offline.pianoroll import draw_piano_roll
-
-        draw_piano_roll(args.output, args.png, title=f"{Path(args.input).name} answered by {session.name}")
-        print(f"wrote {args.png}")
+    write_wav_and_png(args.output, args.wav, args.png, f"{Path(args.input).name} answered by {session.name}")
     return 0

@@ -90,6 +90,17 @@ def noisy_context(windows: np.ndarray, seed: int = 0) -> tuple[np.ndarray, int]:
     return out, half
 
 
+def markov_baseline(data: TokenData, order: int) -> MarkovModel:
+    """The Markov model of `order` over the training split's token stream, cached beside the corpus."""
+    path = Path(data.source) / f"markov-{data.mapping}-o{order}.npz"
+    if path.exists():
+        return MarkovModel.load(path)
+    log.info("fitting the order-%d Markov baseline on %d training pieces", order, len(data.train))
+    markov = MarkovModel(V.size, order).fit(data.train)
+    markov.save(path)
+    return markov
+
+
 # ---- generation -----------------------------------------------------------------------------
 
 class MarkovSource:
@@ -250,13 +261,7 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
     data = load_token_data(cfg)
     result: dict = {"data": data.describe(), "markov_order": markov_order, "prompts": prompts, "bars": bars}
 
-    markov_path = Path(data.source) / f"markov-{cfg.role_mapping}-o{markov_order}.npz"
-    if markov_path.exists():
-        markov = MarkovModel.load(markov_path)
-    else:
-        log.info("fitting the order-%d Markov baseline on %d training pieces", markov_order, len(data.train))
-        markov = MarkovModel(V.size, markov_order).fit(data.train)
-        markov.save(markov_path)
+    markov = markov_baseline(data, markov_order)
 
     win = val_windows(data, cfg.seq_len, windows)
     noisy, half = noisy_context(win, seed)

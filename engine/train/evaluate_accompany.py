@@ -18,7 +18,6 @@ import logging
 import warnings
 import zlib
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from engine.music.vocab import DEFAULT_VOCAB as V
 from engine.offline.accompaniment import AccompanySettings, Melody, accompany
 from engine.train.config import load_config
 from engine.train.data import EVAL_SEED_BASE, load_token_data
-from engine.train.evaluate import val_windows
+from engine.train.evaluate import markov_baseline, val_windows
 from engine.train.humanize import bar_phrases, humanize
 from engine.train.markov import MarkovModel
 
@@ -228,13 +227,7 @@ def evaluate_accompany(model_paths: list[str], config: str = "accompaniment", pi
     data = load_token_data(cfg)
     result: dict = {"task": "accompany", "data": data.describe(), "markov_order": markov_order, "pieces": pieces,
                     "bars": bars}
-    markov_path = Path(data.source) / f"markov-{cfg.role_mapping}-o{markov_order}.npz"
-    if markov_path.exists():
-        markov = MarkovModel.load(markov_path)
-    else:
-        log.info("fitting the order-%d Markov baseline on %d training pieces", markov_order, len(data.train))
-        markov = MarkovModel(V.size, markov_order).fit(data.train)
-        markov.save(markov_path)
+    markov = markov_baseline(data, markov_order)
     win = val_windows(data, cfg.seq_len, windows)
     result["sideman_loss_markov"] = round(markov_sideman_loss(markov, win), 4)
     test = test_pieces(cfg, pieces, bars)

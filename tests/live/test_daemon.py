@@ -147,40 +147,37 @@ def play_phrase(out: rtmidi.MidiOut, pitches=(60, 62, 64, 67), note_s: float = 0
     return time.perf_counter()
 
 
-@pytest.fixture
-def running(jack_server, model_path, tmp_path):
-    """A factory: start an in-process daemon on a preset (keyword changes as in write_preset)."""
-    started: list[tuple[Daemon, threading.Thread, Listener, rtmidi.MidiOut]] = []
+def start_in_process(path: Path, model: Path, options: dict | None = None):
+    """An in-process daemon on the preset file, its main loop in a thread, a JACK listener on its output and
+    a player on its input; the daemon records what it sent (`sent_log`) and scheduled (`scheduled_log`)."""
+    daemon = Daemon(load_preset(path), DaemonOptions(model=str(model), status_every=0, **(options or {})))
+    daemon.start()
+    daemon.sent_log = []  # what the daemon sent, to tell its own faults from JACK's on a failure
+    real_send = daemon.output.send
 
-    def start(options: dict | None = None, **changes):
-        path = write_preset(tmp_path, **changes)
-        daemon = Daemon(load_preset(path), DaemonOptions(model=str(model_path), status_every=0, **(options or {})))
-        daemon.start()
-        daemon.sent_log = []  # what the daemon sent, to tell its own faults from JACK's on a failure
-        real_send = daemon.output.send
+    def recording_send(data):
+        ok = real_send(data)
+        daemon.sent_log.append(tuple(data))
+        return ok
 
-        def recording_send(data):
-            ok = real_send(data)
-            daemon.sent_log.append(tuple(data))
-            return ok
+    daemon.output.send = recording_send
+    daemon.scheduled_log = []  # (due, bytes) of every event the generator handed to the scheduler
+    real_schedule = daemon.scheduler.schedule
 
-        daemon.output.send = recording_send
-        daemon.scheduled_log = []  # (due, bytes) of every event the generator handed to the scheduler
-        real_schedule = daemon.scheduler.schedule
+    def recording_schedule(due, data, tag=""):
+        daemon.scheduled_log.append((due, tuple(data)))
+        real_schedule(due, data, tag)
 
-        def recording_schedule(due, data, tag=""):
-            daemon.scheduled_log.append((due, tuple(data)))
-            real_schedule(due, data, tag)
+    daemon.scheduler.schedule = recording_schedule
+    thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
+    thread.start()
+    listener = Listener(daemon.preset.ports.output)
+    out = player(daemon.preset.ports.input)
+    return daemon, thread, listener, out
 
-        daemon.scheduler.schedule = recording_schedule
-        thread = threading.Thread(target=daemon.run, daemon=True, name="daemon-main")
-        thread.start()
-        listener = Listener(daemon.preset.ports.output)
-        out = player(daemon.preset.ports.input)
-        started.append((daemon, thread, listener, out))
-        return daemon, listener, out
 
-    yield start
+def stop_in_process(started: list) -> None:
+    """Stop the daemons `start_in_process` started, and close their JACK clients now."""
     for daemon, thread, listener, out in started:
         daemon.request_stop()
         thread.join(3)
@@ -194,6 +191,20 @@ def running(jack_server, model_path, tmp_path):
         listener.midi = None
     started.clear()
     gc.collect()
+
+
+@pytest.fixture
+def running(jack_server, model_path, tmp_path):
+    """A factory: start an in-process daemon on a preset (keyword changes as in write_preset)."""
+    started: list[tuple[Daemon, threading.Thread, Listener, rtmidi.MidiOut]] = []
+
+    def start(options: dict | None = None, **changes):
+        started.append(start_in_process(write_preset(tmp_path, **changes), model_path, options))
+        daemon, _, listener, out = started[-1]
+        return daemon, listener, out
+
+    yield start
+    stop_in_process(started)
 
 
 def answer_window(daemon: Daemon, index: int = 0) -> tuple[int, int]:
