@@ -109,6 +109,7 @@ class AccompanyPart(ModelPart):
                                    rollback=self.rollback, predict_player=accompany.predict_player)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
+        self.last_due = 0.0  # perf_counter due time of the last event handed to the scheduler
 
     @property
     def tag(self) -> str:
@@ -207,6 +208,7 @@ class AccompanyPart(ModelPart):
             data = (0x90 | ch, e.pitch, max(1, e.velocity)) if e.on else (0x80 | ch, e.pitch, 0)
             due = self.due(e.tick)
             self.scheduler.schedule(due, data, self.tag)
+            self.last_due = max(self.last_due, due)
             if e.on:
                 self.stats.notes_scheduled += 1
                 self.stats.committed_notes += 1
