@@ -68,6 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jack-sync", action="store_true",
                         help="run the private JACK server in synchronous mode (jackd -S): a late client delays "
                              "the cycle instead of losing it (for starved machines; default: asynchronous)")
+    parser.add_argument("--heard", default=None, metavar="MID",
+                        help="--mode accompany: also write what the listener heard (melody and voices) to this MIDI file")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -407,7 +409,7 @@ def _parse(args) -> argparse.Namespace:
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
     defaults = argparse.Namespace(mode="call_response", json=False, minutes=10.0, speed=3.0, model=None, seed=1,
-                                  threads=1, prepare=True, realtime_priority=None, jack_sync=False)
+                                  threads=1, prepare=True, realtime_priority=None, jack_sync=False, heard=None)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -426,7 +428,8 @@ def main(args=None) -> int:
             from engine.bench import live_accompany
 
             result = live_accompany.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads,
-                                              ns.realtime_priority, jack_log if jack is not None else None)
+                                              ns.realtime_priority, jack_log if jack is not None else None,
+                                              ns.heard)
         else:
             result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
                                jack_log if jack is not None else None)

@@ -6,8 +6,9 @@ plays them (the soprano of held-out chorales through the human-playing model, pl
 in this process on a private JACK server (dummy backend, 48 kHz, 128 frames), preset chorale.
 
 Numbers:
-- revision_ms: a player message reaching the daemon -> the revised plan's next note decided (ready to be
-  committed when the clock reaches its window); the rest of the plan follows in the background;
+- revision_ms: a player message reaching the daemon -> the revised plan reaches past the commit window (so
+  whatever the scheduler gets next is decided with the message known); the rest of the plan follows in the
+  background;
 - commit_lead_ms: how long before it sounds each sideman note-on was committed (handed to the scheduler);
 - in_time_share: the share of committed note-ons that were due after they were committed;
 - timing_error_ms: arrival at the listener minus due, for every message the scheduler sent;
@@ -166,8 +167,27 @@ def bench_preset(bpm: float):
                    clock=replace(base.clock, source="internal", bpm=bpm), sampling=replace(base.sampling, seed=1))
 
 
+def write_heard(path: str, timed: list, bpm: float) -> None:
+    """What the listener heard (the melody as sent, the voices as they arrived) as a MIDI file, for a piano roll."""
+    import mido
+
+    timed = sorted(timed, key=lambda x: (x[0], x[1][0] & 0xF0 == 0x90))
+    t0 = timed[0][0] if timed else 0.0
+    track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
+    last = 0
+    for t, data in timed:
+        if data[0] & 0xF0 not in (0x80, 0x90):
+            continue
+        ticks = int(round(mido.second2tick(t - t0, 480, mido.bpm2tempo(bpm))))
+        track.append(mido.Message.from_bytes(list(data)).copy(time=max(0, ticks - last)))
+        last = max(last, ticks)
+    f = mido.MidiFile(type=0, ticks_per_beat=480)
+    f.tracks.append(track)
+    f.save(path)
+
+
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
-              realtime_priority: int | None = None, jack_log: str | None = None) -> dict:
+              realtime_priority: int | None = None, jack_log: str | None = None, heard: str | None = None) -> dict:
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
     from engine.music.harmony import consonance
 
@@ -223,8 +243,10 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     arrivals = player["arrivals"]
     timing_s, output_lost = pair_timing(records, sends, arrivals)
     channels = {0: 0} | {c - 1: i + 1 for i, c in enumerate(preset.accompany.channels)}
-    heard = notes_ms([(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], channels)
-    live_cr, live_ur = consonance(heard)
+    heard_notes = notes_ms([(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], channels)
+    live_cr, live_ur = consonance(heard_notes)
+    if heard:
+        write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
     # offline, per melody, on the ticks the player meant (the same human timing)
     off_cr, off_ur = offline_consonance(model_path, placed, spt, seed)
     committed = stats.committed_notes
@@ -257,7 +279,7 @@ def report(r: dict) -> str:
     return "\n".join([
         f"sideman bench live --mode accompany: {r['melodies']} melodies of {r['melody_bars']} bars as played, "
         f"{r['bpm']:g} BPM, in {r['wall_s']} s; commit window {r['commit_ms']:g} ms, lookahead {r['lookahead_beats']:g} beats",
-        f"  player event -> revised plan's next note decided: p50 {r['revision_ms_p50']} ms, p99 {r['revision_ms_p99']} ms "
+        f"  player event -> revised plan past the commit window: p50 {r['revision_ms_p50']} ms, p99 {r['revision_ms_p99']} ms "
         f"(n {r['revision_ms_n']})",
         f"  commit lead (committed -> sounds): p50 {r['commit_lead_ms_p50']} ms, p99 {r['commit_lead_ms_p99']} ms",
         f"  planned notes in time: {r['committed_notes'] - r['late_notes']} of {r['committed_notes']} "

@@ -15,7 +15,8 @@ scheduler; never retracted or changed); the rest may still change. A player even
   4. `step()` then regenerates the rest of the plan from there.
 
 New sideman events are only ever planned at or after `floor` (the live mode sets it to the end of the
-commit window; never at or before the player's last event's tick), so committed events never change.
+commit window; never at or before the player's last event's tick), so committed events never change; the
+stream reaches the floor in one sampled shift (one long enough), never a run of short ones.
 When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
 sideman's notes there and rests; the player's next event starts it again.
 
@@ -105,6 +106,7 @@ class Accompanist:
         self.last_player_tick = -1  # the tick of the player's last event in the stream
         self.last_player_off = 0  # the tick the player last let go of every key
         self.started = False  # the player has played since the beginning (or since the last rest)
+        self._fresh = True  # nothing played since begin()
         self.encoder = StreamEncoder(vocab, meter)
         self.grammar = GrammarState(vocab, meter, allow_eos=False)
         self.tokens: list[int] = []  # the plan: tokens after the base, fed to the session
@@ -122,6 +124,7 @@ class Accompanist:
         self.grammar = GrammarState(self.vocab, self.meter, allow_eos=False)
         self.tokens, self.events = [], []
         self.floor, self.last_player_tick, self.last_player_off, self.started = 0, -1, 0, False
+        self._fresh = True
         self._closed_at = None
         self._feed(self.encoder.begin(style, "ACCOMPANY"))
         self._mark_base()
@@ -175,8 +178,10 @@ class Accompanist:
         enc = self.encoder
         is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
         if is_note_on:
-            self.started = True
-            self.grammar.skip(enc.skip_silence(q, SILENCE_KEEP_BARS))
+            # the stream begins at the bar of the player's first note (no training piece opens with empty
+            # bars); a later silence is shortened to SILENCE_KEEP_BARS empty bars
+            self.grammar.skip(enc.skip_silence(q, 0 if self._fresh else SILENCE_KEEP_BARS))
+            self.started, self._fresh = True, False
         out = enc.message(q, tuple(data), PLAYER)
         self.last_player_tick = max(self.last_player_tick, enc.position if out else q)
         if is_note_on:
@@ -207,6 +212,11 @@ class Accompanist:
         cut = self._cut_index(q) if q is not None else len(self.tokens)
         if self._first_predicted is not None:  # what was predicted of the player goes, with all after it
             cut = min(cut, self._first_predicted)
+        v = self.vocab
+        while cut > 0 and (v.is_shift(t := self.tokens[cut - 1]) or v.is_role(t) or v.is_velocity(t)):
+            # and the shifts, role and velocity changes just before the cut, which lead to nothing now: the
+            # encoder writes one shift (and the role and velocity) to what comes next
+            cut -= 1
         due_now = [e for e in self.events if e.index < cut and not e.committed]
         for e in due_now:
             e.committed = True
@@ -308,10 +318,14 @@ class Accompanist:
                 mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
-        if g.position < self.floor:  # nothing new before the floor: time only
+        if g.position < self.floor:  # nothing new before the floor: one shift that reaches it (or the bar line)
             mask[: v.shift_base] = False
             mask[v.note_on_base:] = False
             mask[v.bar] = g.next_bar is None
+            # never a run of short shifts (no training stream has one, and it throws the model off): the
+            # model's own choice among the shifts long enough, i.e. its next event given none before the floor
+            need = min(self.floor - g.position, g.shift_limit())
+            mask[v.shift_base:v.shift_base + need - 1] = False
         rest = self.rest_bar()
         if rest is not None and rest - g.position < v.config.max_shift:
             mask[v.shift_base + max(0, rest - g.position):v.note_on_base] = False

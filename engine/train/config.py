@@ -83,7 +83,7 @@ PRESETS: dict[str, TrainConfig] = {
     # the human-playing issue: the shipped model's size and schedule, phrases of 1-8 bars, half the windows as
     # a person plays the player's part; then the same with adversarial training on the embeddings
     "continuation-human": TrainConfig(name="continuation-human", collections=("bach", "essen", "oneill", "ryan",
-                                      "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=6000,
+                                      "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=4000,
                                       warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
                                       dropout=0.0, role_mapping="call_response_varied", human_playing=0.5),
     "continuation-human-adv": TrainConfig(name="continuation-human-adv", collections=("bach", "essen", "oneill",

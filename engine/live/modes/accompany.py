@@ -83,7 +83,8 @@ class AccompanyStats(PartStats):
     revisions: int = 0
     committed_notes: int = 0  # note-ons handed to the scheduler
     late_notes: int = 0  # ... of which were due before they were committed
-    # player event reached the daemon -> the revised plan's next note decided (ms)
+    # player event reached the daemon -> the revised plan reaches past the commit window (ms): every event
+    # the scheduler gets next is decided with the player's event known
     revision_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     # how long before it sounds each note-on was committed (ms)
     commit_lead_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
@@ -160,12 +161,13 @@ class AccompanyPart(ModelPart):
             p.sampler = self._sampler
             p.floor = max(p.floor, math.ceil(commit))
             t0 = time.perf_counter()
-            events = p.step()
+            p.step()
             self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
-            if self._revision_from is not None and any(e.on for e in events):
-                self.stats.revision_ms.append((time.perf_counter() - self._revision_from) * 1000.0)
-                self._revision_from = None
             self._commit(commit)
+        if self._revision_from is not None and (p.position >= commit or not p.generating()):
+            # the revised plan reaches past the commit window: whatever is committed next is decided
+            self.stats.revision_ms.append((time.perf_counter() - self._revision_from) * 1000.0)
+            self._revision_from = None
 
     def handle(self, cmd) -> None:
         if isinstance(cmd, SetVoices):
