@@ -73,9 +73,10 @@ def play_melody(out, pitches=MELODY, held=0.7, seed=1, beat=60.0 / BPM) -> tuple
 
 def rested(daemon, timeout: float) -> bool:
     """Whether the sideman finished and rests within `timeout`: the plan stopped at the bar line after the
-    player's last note, and the clock passed the last event it handed to the scheduler."""
+    player's last note, every planned event went to the scheduler, and the clock passed the last of them."""
     part = daemon.part.thread
-    return wait_until(lambda: part.state == "resting" and time.perf_counter() > part.last_due + 0.1, timeout)
+    return wait_until(lambda: part.state == "resting" and part.uncommitted == 0
+                      and time.perf_counter() > part.last_due + 0.1, timeout)
 
 
 def voices_of(messages, channels=(1, 2, 3)) -> dict[int, list[tuple[float, int]]]:

@@ -111,6 +111,7 @@ class AccompanyPart(ModelPart):
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
         self.last_due = 0.0  # perf_counter due time of the last event handed to the scheduler
+        self.uncommitted = 0  # planned events not handed to the scheduler yet
 
     @property
     def tag(self) -> str:
@@ -129,7 +130,8 @@ class AccompanyPart(ModelPart):
         playing = p.generating()
         # for other threads (status, tests): a plain attribute, never the planner's state mid-change
         self.state = "playing" if playing else "resting" if p.resting else "waiting"
-        return playing or bool(p.uncommitted())
+        self.uncommitted = len(p.uncommitted())
+        return playing or self.uncommitted > 0
 
     def _ticks(self) -> tuple[float, float, float]:
         """(now, the commit horizon, the plan's horizon) in stream ticks."""
