@@ -34,7 +34,7 @@ import torch
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig
 from engine.music.tokens import Meter as TokenMeter
-from engine.music.tokens import StreamEncoder, quantize
+from engine.music.tokens import StreamEncoder
 from engine.music.vocab import Vocab
 
 log = logging.getLogger(__name__)
