@@ -177,7 +177,11 @@ def test_sigterm_mid_melody_leaves_no_voice_hanging(jack_server, tmp_path):
         out.send_message([0x90, 79, 90])  # a held note: the voices are sounding with it
         assert wait_until(lambda: len(voices_of(listener.messages)[3]) > 0, 5), "no voices: " + "".join(lines)[-2000:]
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=5)
+        sent = time.perf_counter()
+        try:
+            proc.wait(timeout=5)
+        except Exception:
+            pytest.fail(f"no exit {time.perf_counter() - sent:.1f} s after SIGTERM: " + "".join(lines)[-3000:])
         reader.join(2)
         time.sleep(0.1)
         out.close_port()
