@@ -15,6 +15,7 @@ from typing import Any
 
 from engine.errors import PresetError
 from engine.live.modes import BUILT, PLANNED
+from engine.music.harmony import VOICE_RANGES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -127,7 +128,7 @@ class Accompany:
     commit_ms: float = 50.0  # the fixed window in front of the clock
     lookahead_beats: float = 2.0  # how far ahead the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
-    ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # lowest, highest pitch per voice
+    ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # lowest, highest pitch per voice
     predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
 
 

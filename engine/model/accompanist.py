@@ -45,6 +45,11 @@ VOICES = (1, 2, 3)  # the sideman's roles: alto, tenor, bass under a chorale tun
 SILENCE_KEEP_BARS = 2  # a longer silence of the player's is shortened to this many empty bars
 
 
+def voice_constraints(voices, ranges, key_pitch_classes=None) -> dict[int, Constraints]:
+    """Each voice (role r) one note at a time within ranges[r - 1], in the key when one is given."""
+    return {r: Constraints(key_pitch_classes, *ranges[r - 1], max_polyphony=1) for r in voices}
+
+
 @dataclass
 class PlannedEvent:
     """A sideman note event of the plan, on the stream's grid."""

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import SidemanError
-from engine.model.accompanist import VOICES, Accompanist, PlannedEvent
-from engine.model.sampler import Constraints, Sampler, SamplingConfig
+from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, voice_constraints
+from engine.model.sampler import Sampler, SamplingConfig
+from engine.music.harmony import VOICE_RANGES
 from engine.music.tokens import Meter, read_midi
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
-# a voice's range when the user gives none: where alto, tenor and bass sing in the chorales
-VOICE_RANGES = {1: (53, 77), 2: (45, 69), 3: (34, 62)}
 MAX_TOKENS_PER_EVENT = 256  # a safety stop for a model that will not move time
 
 
@@ -30,7 +29,7 @@ MAX_TOKENS_PER_EVENT = 256  # a safety stop for a model that will not move time
 class AccompanySettings:
     voices: tuple[int, ...] = VOICES
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.9, top_p=0.95))
-    ranges: dict = field(default_factory=lambda: dict(VOICE_RANGES))
+    ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # of voices 1-3
     key_pitch_classes: frozenset[int] | None = None
     style: str = "none"
     predict_player: bool = True  # the plan also predicts the player's next events (see Accompanist)
@@ -39,8 +38,8 @@ class AccompanySettings:
         if not self.voices or any(v not in VOICES for v in self.voices):
             raise SidemanError(f"voices must be some of {VOICES} (alto, tenor, bass), not {self.voices}")
 
-    def constraints(self) -> dict[int, Constraints]:
-        return {r: Constraints(self.key_pitch_classes, *self.ranges[r], max_polyphony=1) for r in self.voices}
+    def constraints(self) -> dict:
+        return voice_constraints(self.voices, self.ranges, self.key_pitch_classes)
 
 
 @dataclass(frozen=True)

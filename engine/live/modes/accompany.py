@@ -29,8 +29,9 @@ from dataclasses import dataclass, field, replace
 
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
-from engine.model.accompanist import VOICES, Accompanist, PlannedEvent
+from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, voice_constraints
 from engine.model.sampler import Constraints
+from engine.music.harmony import VOICE_RANGES
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ class AccompanyConfig:
     commit_ms: float = 50.0  # the fixed window in front of the clock
     lookahead_beats: float = 2.0  # how far ahead of the clock the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
-    ranges: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))  # each voice's lowest, highest pitch
+    ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # each voice's lowest, highest pitch
     predict_player: bool = True  # the plan also predicts the player's next events (never played)
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
-        return {r: Constraints(key_pitch_classes, *self.ranges[r - 1], max_polyphony=1) for r in self.voices}
+        return voice_constraints(self.voices, self.ranges, key_pitch_classes)
 
     @classmethod
     def from_preset(cls, preset) -> "AccompanyConfig":
