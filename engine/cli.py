@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "presets": ("presets", "list presets, or check one with --check FILE"),
     "continue": ("continue_", "continue a MIDI file offline with a model"),
     "accompany": ("accompany", "accompany a melody (a MIDI file) offline: alto, tenor and bass under it"),
+    "restyle": ("restyle", "play a melody (a MIDI file) back in another style"),
     "data": ("data", "build the training corpus, or print its statistics"),
     "train": ("train", "train a model"),
     "eval": ("eval", "evaluate a model against the Markov baseline and the test set"),

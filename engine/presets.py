@@ -16,6 +16,7 @@ from typing import Any
 from engine.errors import PresetError
 from engine.live.modes import BUILT, PLANNED
 from engine.music.harmony import VOICE_RANGES
+from engine.music.styles import STYLE_NAMES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 
@@ -132,6 +133,19 @@ class Accompany:
     predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
 
 
+RESTYLE_KEEP = ("nothing", "rhythm", "pitches")
+
+
+@dataclass(frozen=True)
+class Restyle:
+    """mode = "restyle": the player's phrase played back in another style from the next bar."""
+
+    style: str = "chorale"  # the target style (engine.music.styles)
+    amount: float = 1.0  # 0 = the phrase's own style .. 1 = the target's
+    keep: str = "nothing"  # nothing | rhythm (the phrase's own rhythm) | pitches (its own pitches, in order)
+    style_programs: bool = True  # a Program Change 0..4 no preset is mapped to picks the style
+
+
 @dataclass(frozen=True)
 class CCMap:
     temperature: int | None = None
@@ -143,6 +157,8 @@ class CCMap:
     voice_bass: int | None = None
     commit_ms: int | None = None  # accompaniment: the commit window, 10-200 ms
     lookahead: int | None = None  # accompaniment: the lookahead, 0.5-4 beats
+    style: int | None = None  # restyle: the target style (the CC's range in five equal steps)
+    amount: int | None = None  # restyle: the amount, 0..127 -> 0..1
 
 
 @dataclass(frozen=True)
@@ -171,6 +187,7 @@ class Preset:
     program_change: tuple[tuple[int, str], ...] = ()  # (program number 0..127, preset file name)
     monitor: Monitor = Monitor()
     accompany: Accompany = Accompany()
+    restyle: Restyle = Restyle()
     path: Path | None = field(default=None, compare=False)
 
     def summary(self) -> str:
@@ -183,6 +200,10 @@ class Preset:
             voices = "+".join(VOICE_NAMES[r - 1] for r in self.accompany.voices)
             return (f"accompany, {clock} {meter}, {voices}, commit {self.accompany.commit_ms:g} ms, "
                     f"lookahead {self.accompany.lookahead_beats:g} beats, {key}")
+        if self.mode == "restyle":
+            r = self.restyle
+            return (f"restyle, {clock} {meter}, as {r.style} (amount {r.amount:g}, keep {r.keep}), "
+                    f"as long as the phrase from the next bar")
         return f"{self.mode}, {clock} {meter}, response {length} from next {self.response.start}, {key}"
 
 
@@ -434,8 +455,18 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
     )
 
 
+def _restyle(ctx: _Ctx, raw: dict) -> Restyle:
+    d = ctx.table(raw, "restyle", ("style", "amount", "keep", "style_programs"))
+    return Restyle(
+        style=ctx.choice(d.get("style", Restyle.style), "restyle.style", STYLE_NAMES),
+        amount=ctx.number(d.get("amount", Restyle.amount), "restyle.amount", 0, 1),
+        keep=ctx.choice(d.get("keep", Restyle.keep), "restyle.keep", RESTYLE_KEEP),
+        style_programs=ctx.boolean(d.get("style_programs", Restyle.style_programs), "restyle.style_programs"),
+    )
+
+
 _TOP = ("name", "description", "mode", "model", "ports", "channels", "clock", "phrase", "response",
-        "sampling", "constraints", "cc", "program_change", "monitor", "accompany")
+        "sampling", "constraints", "cc", "program_change", "monitor", "accompany", "restyle")
 
 
 def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
@@ -461,6 +492,7 @@ def parse_preset(data: dict, file: str, default_name: str = "preset") -> Preset:
         program_change=_program_change(ctx, data.get("program_change", {})),
         monitor=_monitor(ctx, data.get("monitor", {})),
         accompany=_accompany(ctx, data.get("accompany", {})),
+        restyle=_restyle(ctx, data.get("restyle", {})),
     )
 
 
@@ -552,6 +584,8 @@ def to_dict(preset: Preset) -> dict:
                       "rest_after_beats": preset.accompany.rest_after_beats,
                       "predict_player": preset.accompany.predict_player,
                       **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
+        "restyle": {"style": preset.restyle.style, "amount": preset.restyle.amount, "keep": preset.restyle.keep,
+                    "style_programs": preset.restyle.style_programs},
     }
 
 

@@ -49,7 +49,12 @@ def write(tmp_path: Path, text: str) -> Path:
 BAD = [
     # (toml, field named in the error, a piece of the allowed values)
     ('mode = "jam"', "mode", "call_response"),
-    ('mode = "restyle"', "mode", "call_response, accompany"),  # planned, not in this build: refused, not replaced
+    ('mode = "rhythm"', "mode", "call_response, accompany, restyle"),
+    ('[restyle]\nstyle = "jazz"', "restyle.style", "chorale, folksong, fiddle, renaissance, medieval"),
+    ("[restyle]\namount = 1.5", "restyle.amount", "[0, 1]"),
+    ('[restyle]\nkeep = "both"', "restyle.keep", "nothing, rhythm, pitches"),
+    ("[restyle]\nvoices = 2", "restyle.voices", "style, amount, keep"),
+    ("[cc]\ntemperature = 21\nstyle = 21", "cc.style", "used once"),
     ('[accompany]\nvoices = ["soprano"]', "accompany.voices", '"alto", "tenor", "bass"'),
     ('[accompany]\nvoices = []', "accompany.voices", '"alto", "tenor", "bass"'),
     ("[accompany]\nchannels = [2, 3]", "accompany.channels", "alto, tenor and bass"),
@@ -147,11 +152,27 @@ def test_cli_lists_and_checks(capsys, tmp_path):
     assert "clock.bpm" in out and str(bad) in out
 
 
-def test_a_planned_mode_is_refused_by_name_with_the_modes_this_build_has(tmp_path):
+def test_a_planned_mode_is_refused_by_name_with_the_modes_this_build_has(tmp_path, monkeypatch):
+    import engine.presets
+
+    monkeypatch.setattr(engine.presets, "PLANNED", ("harmonize",))
     with pytest.raises(PresetError) as info:
-        load_preset(write(tmp_path, 'mode = "restyle"'))
+        load_preset(write(tmp_path, 'mode = "harmonize"'))
     message = str(info.value)
-    assert "'restyle' is not in this build" in message and "allowed: call_response, accompany" in message
+    assert "'harmonize' is not in this build" in message and "allowed: call_response, accompany, restyle" in message
+
+
+def test_the_restyle_preset_reads_its_table_and_round_trips(tmp_path):
+    p = load_preset(PRESET_DIR / "restyle.toml")
+    assert p.mode == "restyle" and p.model == "models/restyle.pt"
+    assert (p.restyle.style, p.restyle.amount, p.restyle.keep, p.restyle.style_programs) == ("fiddle", 1.0, "nothing", True)
+    assert p.cc.style == 30 and p.cc.amount == 31
+    q = load_preset(write(tmp_path, 'mode = "restyle"\n[restyle]\nstyle = "medieval"\namount = 0.25\nkeep = "rhythm"'))
+    assert (q.restyle.style, q.restyle.amount, q.restyle.keep) == ("medieval", 0.25, "rhythm")
+    again = tmp_path / "again.toml"
+    again.write_text(dump_preset(q))
+    assert load_preset(again).restyle == q.restyle
+    assert "as medieval (amount 0.25, keep rhythm)" in q.summary()
 
 
 def test_the_accompany_table_reads_voices_channels_window_and_ranges(tmp_path):

@@ -54,9 +54,10 @@ log = logging.getLogger("sideman.bench.live")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--mode", choices=("call_response", "accompany"), default="call_response",
+    parser.add_argument("--mode", choices=("call_response", "accompany", "restyle"), default="call_response",
                         help="call_response (default): phrases and answers; accompany: melodies and their voices "
-                             "(engine.bench.live_accompany)")
+                             "(engine.bench.live_accompany); restyle: phrases played back restyled "
+                             "(engine.bench.live_restyle)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of music at 100 BPM (default 10)")
     parser.add_argument("--speed", type=float, default=3.0, help="tempo factor over 100 BPM (default 3: 300 BPM)")
@@ -299,13 +300,17 @@ def bench_preset(bpm: float):
 
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
-              prepare: bool = True, realtime_priority: int | None = None, jack_log: str | None = None) -> dict:
+              prepare: bool = True, realtime_priority: int | None = None, jack_log: str | None = None,
+              preset_of=None, stats_of=None, default_model: str = "models/continuation.pt") -> dict:
+    """The jam. `preset_of(bpm)` and `stats_of(daemon)` (the part's stats: ready_ms, ready_detail, step_ms,
+    first_token_ms, player_events, responses, prepared_used, cut_ins) let another turn-taking mode (restyle)
+    run the same jam."""
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
 
     bpm = BASE_BPM * speed
     seconds = minutes * 60.0 / speed
-    model_path = str(resolve_model_path(model or "models/continuation.pt"))
-    preset = bench_preset(bpm)
+    model_path = str(resolve_model_path(model or default_model))
+    preset = (preset_of or bench_preset)(bpm)
     daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads, prepare=prepare,
                                           realtime_priority=realtime_priority))
     gc_pauses: list[float] = []  # ms of every collection in this (the daemon's) process during the jam
@@ -337,7 +342,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         xruns_during = read_xruns(jack_log)[0] - xruns_before if jack_log else None
         wall = time.perf_counter() - t0
         records = list(daemon.scheduler.records)
-        gen = daemon.part.generator.stats
+        gen = stats_of(daemon) if stats_of is not None else daemon.part.generator.stats
         port_received = daemon.poller.stats.received  # what JACK delivered to the daemon's input port
         status = daemon.status()
         sends_at_end = len(sends)
@@ -430,6 +435,11 @@ def main(args=None) -> int:
             result = live_accompany.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads,
                                               ns.realtime_priority, jack_log if jack is not None else None,
                                               ns.heard)
+        elif ns.mode == "restyle":
+            from engine.bench import live_restyle
+
+            result = live_restyle.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare,
+                                            ns.realtime_priority, jack_log if jack is not None else None)
         else:
             result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
                                jack_log if jack is not None else None)
@@ -453,7 +463,8 @@ def main(args=None) -> int:
         print(live_accompany.report(result))
         print(f"  JACK cycles not finished in time (xruns): {result['jack_xruns']}")
         return 0
-    print(f"sideman bench live: {result['simulated_minutes']:g} min of music at {result['bpm']:g} BPM "
+    print(f"sideman bench live{' --mode restyle' if ns.mode == 'restyle' else ''}: "
+          f"{result['simulated_minutes']:g} min of music at {result['bpm']:g} BPM "
           f"in {result['wall_s']} s; JACK {result['jack']} (period {result['jack_period_ms']} ms)")
     print(f"  phrase end -> first answer note ready: p50 {result['response_ready_ms_p50']} ms, "
           f"p99 {result['response_ready_ms_p99']} ms (n {result['response_ready_ms_n']})")

@@ -3,8 +3,9 @@ Imports torch only when run."""
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--task", choices=("continue", "accompany"), default="continue",
-                        help="continue: answers to phrases (default); accompany: voices under held-out melodies")
+    parser.add_argument("--task", choices=("continue", "accompany", "restyle"), default="continue",
+                        help="continue: answers to phrases (default); accompany: voices under held-out melodies; "
+                             "restyle: held-out phrases into every other style")
     parser.add_argument("--model", action="append", default=None,
                         help="model file(s) to evaluate (default: models/continuation.pt, or "
                              "models/accompaniment.pt with --task accompany)")
@@ -20,10 +21,27 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data-limit", type=int, default=None, help="pieces per collection (quick runs)")
     parser.add_argument("--no-as-played", action="store_true",
                         help="only the clean prompts (skip the as-played and swung ones)")
+    parser.add_argument("--ablation", default=None,
+                        help="restyle: the model trained without the latent adversary, for the probe's comparison")
+    parser.add_argument("--candidates", type=int, default=4,
+                        help="restyle: candidates the critic chooses among in the critic variant (default 4)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="restyle: the sampling temperature")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def run(args) -> int:
+    if args.task == "restyle":
+        import json
+        from pathlib import Path
+
+        from engine.train.evaluate_restyle import evaluate_restyle, format_report
+
+        model = (args.model or [str(Path(__file__).resolve().parents[2] / "models" / "restyle.pt")])[0]
+        r = evaluate_restyle(model, args.ablation, per_style=args.prompts or 20, seed=args.seed,
+                             temperature=args.temperature, candidates=args.candidates,
+                             as_played=not args.no_as_played, data_limit=args.data_limit or 0)
+        print(json.dumps(r, indent=2) if args.json else format_report(r))
+        return 0
     if args.task == "accompany":
         import json
         from pathlib import Path

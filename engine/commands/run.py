@@ -1,12 +1,14 @@
 """`sideman run`: start the realtime daemon (also `python daemon.py`).
 
 Exit codes: 0 stopped normally (also by SIGTERM), 1 error (bad preset, model or port; the message
-says what to fix), 130 interrupted (Ctrl-C / SIGINT).
+says what to fix), 130 interrupted (Ctrl-C / SIGINT). `kill -USR1 <pid>` prints every thread's stack to
+stderr and the daemon goes on (for a daemon that seems stuck).
 """
 
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import logging
 import os
 import signal
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
         signal.signal(signal.SIGINT, lambda *_: daemon.request_stop(EXIT_INTERRUPTED))
         signal.signal(signal.SIGTERM, lambda *_: daemon.request_stop(EXIT_OK))
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # stacks to stderr, from C: even mid-hang
         try:
             daemon.start()
             return daemon.run()
@@ -87,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
             daemon.close()  # its JACK clients go before the server does
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            faulthandler.unregister(signal.SIGUSR1)
     finally:
         if jackd is not None:
             stop_jack(jackd)

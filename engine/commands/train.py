@@ -1,12 +1,36 @@
 """`sideman train --config NAME`: train a model (engine.train.train); also runs under torchrun as
-`torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. Imports torch only when run."""
+`torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
+restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style classifier's (style-classifier,
+tiny-style-classifier) to engine.train.style_classifier. Imports torch only when run."""
 
 from engine.train.arguments import add_arguments
 
 __all__ = ["add_arguments", "run"]
 
+RESTYLE_CONFIGS = ("restyle", "restyle-noadv", "tiny-restyle")
+CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
+
 
 def run(args) -> int:
+    import json
+
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    if args.config in RESTYLE_CONFIGS:
+        from engine.train.train_restyle import load_restyle_config, train_restyle
+
+        print(json.dumps(train_restyle(load_restyle_config(args.config, overrides), resume=not args.fresh,
+                                       progress=not args.no_progress), indent=2))
+        return 0
+    if args.config in CLASSIFIER_CONFIGS:
+        from dataclasses import replace
+
+        from engine.train.style_classifier import PRESETS, train_classifier
+
+        cfg = replace(PRESETS[args.config], **{k: type(getattr(PRESETS[args.config], k))(v)
+                                               for k, v in overrides.items()})
+        summary = train_classifier(cfg)
+        print(json.dumps({k: summary[k] for k in ("path", "metrics")}, indent=2))
+        return 0
     from engine.train.train import run as train_run
 
     return train_run(args)

@@ -121,7 +121,7 @@ class Conductor(threading.Thread):
         if number == cc.mode:
             d.set_mode(d.mode_for_cc(value))
             return True
-        for name in ("voice_alto", "voice_tenor", "voice_bass", "commit_ms", "lookahead"):
+        for name in ("voice_alto", "voice_tenor", "voice_bass", "commit_ms", "lookahead", "style", "amount"):
             if number == getattr(cc, name):
                 if not any([part.control(name, value) for part in d.parts]):
                     log.info("CC %d (%s): not used by the %s mode", number, name, d.mode)

@@ -28,6 +28,7 @@ WAITING = "waiting"
 RESPONDING = "responding"
 
 MATCH_MAX_BARS = 16  # a "match" answer is never longer than this
+MIN_LEAD_S = 0.03  # an answer starts at least this long after the phrase-end decision
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class ConversationConfig:
     start: str = "bar"  # the answer starts on the next "beat" or "bar"
     length_bars: int | None = 4  # None: as long as the phrase (rounded up to beats or bars)
     min_lead_ticks: float = 1.0  # the answer starts at least this long after the decision
+    span: bool = False  # the answer lasts the bars the phrase touched (`phrase_bars`), whatever length_bars says
 
     def __post_init__(self) -> None:
         if self.start not in ("beat", "bar"):
@@ -56,6 +58,13 @@ class ConversationConfig:
             length_bars=preset.response.length_bars,
             min_lead_ticks=min_lead_ticks,
         )
+
+
+def conversation_config(preset, span: bool = False) -> ConversationConfig:
+    """The preset's conversation, the answer at least MIN_LEAD_S after the decision (in the preset's ticks)."""
+    spt = 60.0 / (preset.clock.bpm * 24)
+    lead_ticks = max(1.0, math.ceil(MIN_LEAD_S / spt))
+    return replace(ConversationConfig.from_preset(preset, min_lead_ticks=lead_ticks), span=span)
 
 
 @dataclass(frozen=True)
@@ -78,6 +87,7 @@ class ExpectResponse:
     decided_tick: float
     start_tick: int
     end_tick: int
+    phrase_start: float = 0.0  # the phrase's first note-on
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,17 @@ class ResponseDone:
 
 
 Action = StartResponse | ExpectResponse | CutIn | ResponseDone
+
+
+EARLY_TICKS = 3  # a phrase whose first note comes this little before a bar line starts on that bar line
+
+
+def phrase_bars(first_onset: float, last_tick: float, bar_ticks: int, early: float = EARLY_TICKS) -> tuple[int, int]:
+    """(the tick of the phrase's first bar line, how many bars it touches): from the bar line at or before
+    its first note (or just after it: a note played a little early), to the bar line after its end."""
+    first = int(math.floor((first_onset + early) / bar_ticks)) * bar_ticks
+    last = max(last_tick, first + 1)
+    return first, max(1, int(math.ceil((last - first) / bar_ticks - 1e-9)))
 
 
 def _ceil_to(tick: float, step: int) -> int:
@@ -129,6 +150,9 @@ class Conversation:
     def response_ticks(self, phrase: PhraseEnd) -> int:
         """The answer's length in ticks: `length_bars`, or the phrase's length rounded up."""
         meter = self.config.meter
+        if self.config.span:
+            return min(MATCH_MAX_BARS, phrase_bars(phrase.start_tick, phrase.end_tick, meter.bar_ticks)[1]) \
+                * meter.bar_ticks
         if self.config.length_bars is not None:
             return self.config.length_bars * meter.bar_ticks
         unit = meter.bar_ticks if self.config.start == "bar" else meter.beat_ticks
@@ -190,7 +214,7 @@ class Conversation:
         decided = released + self.detector.silence_ticks
         phrase = PhraseEnd("silence", self._phrase_start, released, decided)
         start = self.start_tick(decided)
-        return ExpectResponse(decided, start, start + self.response_ticks(phrase))
+        return ExpectResponse(decided, start, start + self.response_ticks(phrase), self._phrase_start)
 
     def _respond(self, end: PhraseEnd) -> StartResponse:
         start = self.start_tick(end.decided_tick)

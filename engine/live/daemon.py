@@ -253,7 +253,7 @@ class Daemon:
         if needed != self.model_task:
             raise ModelError(f"{self.model_path}: the {self.preset.mode} mode needs a model trained for {needed} "
                              f"streams, and {loaded.name} was trained for {self.model_task}; use a model made for "
-                             f"it (e.g. models/{'accompaniment' if needed == 'ACCOMPANY' else 'continuation'}.pt) "
+                             f"it (e.g. models/{TASK_MODELS.get(needed, 'continuation.pt')}) "
                              f"in the preset's model field, or pass --model")
         self.session = ModelSession(loaded, device=self.options.device, threads=self.options.threads)
         self.style = style_for(loaded.card)
@@ -303,10 +303,12 @@ class Daemon:
         log.info("mode %s", mode)
 
     def program_change(self, conductor: Conductor, program: int) -> None:
-        """Switch to the preset the current one maps `program` to; a bad one keeps the current preset."""
+        """Switch to the preset the current one maps `program` to; a bad one keeps the current preset. A program
+        no preset is mapped to goes to the mode (restyle: programs 0..4 pick the style)."""
         target = dict(self.preset.program_change).get(program)
         if target is None:
-            log.info("program change %d: no preset mapped to it in %s", program, self.preset.name)
+            if not any([part.control("program", program) for part in self.parts]):
+                log.info("program change %d: no preset mapped to it in %s", program, self.preset.name)
             return
         folder = self.preset.path.parent if self.preset.path is not None else PRESET_DIR
         try:
@@ -460,6 +462,9 @@ class Daemon:
         if self._froze_heap:
             gc.unfreeze()  # what start() froze is collectable again (a host process goes on after us)
         log.info("sideman stopped (shutdown took %.0f ms)", 1000 * (time.perf_counter() - t0))
+
+
+TASK_MODELS = {"CONTINUE": "continuation.pt", "ACCOMPANY": "accompaniment.pt", "RESTYLE": "restyle.pt"}
 
 
 def load_daemon_preset(path: str | None) -> Preset:

@@ -19,11 +19,15 @@ exactly as written: they are what the sideman should play, and the clock's, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece, bar_lines, encode_piece, piece_rng, role_mapping, task_of
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
+
+if TYPE_CHECKING:
+    from engine.music.melody import Melody
 
 PLAYER = 0
 
@@ -218,3 +222,23 @@ def encode_swung(piece: Piece, mapping: str = "call_response_varied", vocab: Voc
     roles, turns = role_mapping(mapping)(piece, vocab)
     return encode_piece(swing(piece, roles, vocab=vocab), vocab, mapping=lambda _p, _v: (roles, turns),
                         task=task or task_of(mapping))
+
+
+# -- one melody phrase as played (restyle) -------------------------------------------------------------------
+
+
+def play_melody(melody: "Melody", rng: np.random.Generator, config: HumanPlaying = HumanPlaying(),
+                vocab: Vocab = DEFAULT_VOCAB) -> "Melody":
+    """A melody phrase as a person plays it (one phrase: one touch, drift and offset), on whole ticks from
+    its first bar line; a note played before the bar line starts on it."""
+    from engine.music.melody import Melody
+
+    m = melody.notes
+    rows = np.zeros((len(m), 5), dtype=np.int32)
+    rows[:, [ON, OFF, PITCH, VELOCITY]] = m
+    bars = np.asarray([[0, melody.meter.numerator, melody.meter.denominator]], dtype=np.int32)
+    piece = Piece("melody", "user", "", rows, ("melody",), bars)
+    played = humanize(piece, np.zeros(len(m), dtype=np.int64), rng, config, vocab, [np.arange(len(m))])
+    notes = played.notes[:, [ON, OFF, PITCH, VELOCITY]]
+    notes = notes[np.argsort(notes[:, 0], kind="stable")]
+    return Melody(np.ascontiguousarray(notes, dtype=np.int32), melody.meter, melody.bars)

@@ -181,7 +181,11 @@ def test_sigterm_mid_melody_leaves_no_voice_hanging(jack_server, tmp_path):
         try:
             proc.wait(timeout=5)
         except Exception:
-            pytest.fail(f"no exit {time.perf_counter() - sent:.1f} s after SIGTERM: " + "".join(lines)[-3000:])
+            proc.send_signal(signal.SIGUSR1)  # the daemon prints every thread's stack (faulthandler)
+            time.sleep(1.0)
+            pytest.fail(f"no exit {time.perf_counter() - sent:.1f} s after SIGTERM (after SIGUSR1: returncode "
+                        f"{proc.poll()}; -10 means it hung past faulthandler, in the interpreter's exit): "
+                        + "".join(lines)[-8000:])
         reader.join(2)
         time.sleep(0.1)
         out.close_port()

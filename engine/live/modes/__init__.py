@@ -12,8 +12,9 @@ import importlib
 BUILT: dict[str, str] = {
     "call_response": "engine.live.modes.call_response",
     "accompany": "engine.live.modes.accompany",
+    "restyle": "engine.live.modes.restyle",
 }
-PLANNED = ("restyle",)  # known names, not in this build yet: refused with their own message
+PLANNED: tuple[str, ...] = ()  # known names, not in this build yet: refused with their own message
 
 
 def mode_class(name: str):

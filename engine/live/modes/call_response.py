@@ -31,11 +31,11 @@ import numpy as np
 
 from engine.live.conversation import (
     Conversation,
-    ConversationConfig,
     CutIn,
     ExpectResponse,
     ResponseDone,
     StartResponse,
+    conversation_config,
 )
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import PLAYER, Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase, is_control
@@ -46,7 +46,6 @@ from engine.music.tokens import StreamDecoder, StreamEncoder
 log = logging.getLogger(__name__)
 
 SIDEMAN = 1
-MIN_LEAD_S = 0.03  # an answer starts at least this long after the phrase-end decision
 
 
 def response_tag(response_id: int, part: str = "") -> str:
@@ -434,12 +433,6 @@ class Generator(ModelPart):
 
 
 # -- the mode, on the conductor thread ------------------------------------------------------------------
-
-
-def conversation_config(preset) -> ConversationConfig:
-    spt = 60.0 / (preset.clock.bpm * 24)
-    lead_ticks = max(1.0, math.ceil(MIN_LEAD_S / spt))
-    return ConversationConfig.from_preset(preset, min_lead_ticks=lead_ticks)
 
 
 class CallResponse(Mode):

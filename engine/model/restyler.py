@@ -1,0 +1,244 @@
+"""Restyling a phrase with the restyle model (runtime side: a ModelSession over the TorchScript file).
+
+    restyler = Restyler(session)                       # session over models/restyle.pt
+    settings = RestyleSettings(style="fiddle", amount=1.0, keep="nothing")
+    out = restyler.restyle(melody, settings)           # a Melody as long as the source, in its meter
+
+    decode = restyler.begin(melody, settings)          # live: one token at a time
+    while not decode.done:
+        events = decode.step()                         # DecodedEvents (tick from the phrase's first bar line)
+
+The condition is [z, style]: z the encoder's posterior mean of the phrase (as the player played it), style a
+point between the phrase's own style (the critic's estimate: a played phrase has no label) and the target,
+`(1 - amount) * own + amount * target`. Amount 0 gives the phrase back in its own style, 1 fully restyled.
+
+The knobs besides style and amount:
+    keep = "nothing"   the model writes the line (rhythm and pitches), conditioned on the phrase's z
+    keep = "rhythm"    the phrase's own onsets and lengths, the model chooses every pitch: the same gesture,
+                       in time with what was played, with the target style's melody (an echo in another style)
+    keep = "pitches"   the phrase's own pitches in order, the model chooses when each sounds (whenever it
+                       would start a note, the note is the phrase's next pitch): the same tune, phrased in
+                       the target style's rhythm (a folk tune as a chorale line)
+    temperature, top_p the sampler's
+    candidates > 1     several restyled phrases are sampled and the critic picks the one most in the target
+                       style (offline; live decodes one, as its notes must start at the next bar)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import torch
+
+from engine.errors import ModelError, SidemanError
+from engine.model.grammar import GrammarState
+from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask_np
+from engine.music.melody import NO_STYLE, ROLE, Melody, decode_melody, encode_melody
+from engine.music.styles import STYLE_NAMES, style_index
+from engine.music.tokens import DecodedEvent
+from engine.music.vocab import DEFAULT_VOCAB, Vocab
+
+KEEP = ("nothing", "rhythm", "pitches")
+HEADER = 4  # BOS, RESTYLE, STYLE_none, the first BAR: fed, never sampled
+
+
+@dataclass(frozen=True)
+class RestyleSettings:
+    style: str = "chorale"
+    amount: float = 1.0
+    keep: str = "nothing"
+    sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.8, top_p=0.95))
+    candidates: int = 1
+    constraints: Constraints | None = None
+    max_tokens_per_bar: int = 96  # a safety stop for a model that will not move time
+
+    def __post_init__(self) -> None:
+        style_index(self.style)
+        if not 0.0 <= self.amount <= 1.0:
+            raise SidemanError(f"amount {self.amount:g} is out of range: 0 (the phrase's own style) .. 1 (the target)")
+        if self.keep not in KEEP:
+            raise SidemanError(f"keep {self.keep!r}: choose one of {', '.join(KEEP)}")
+        if not 1 <= self.candidates <= 16:
+            raise SidemanError(f"candidates must be 1..16, not {self.candidates}")
+
+
+def check_restyle_card(card: dict, path) -> None:
+    """A model file for restyling: its task and its styles (a clear error naming the fix)."""
+    if card.get("task") != "RESTYLE" or "restyle" not in card:
+        raise ModelError(f"{path}: a model trained for {card.get('task', 'CONTINUE')}, not RESTYLE; restyle needs "
+                         "models/restyle.pt (or train one with `sideman train --config restyle`)")
+    if list(card.get("styles", [])) != list(STYLE_NAMES):
+        raise ModelError(f"{path}: trained for the styles {card.get('styles')}, the runtime knows {list(STYLE_NAMES)}; "
+                         "retrain it with `sideman train --config restyle`")
+
+
+class Restyler:
+    """Restyles phrases with one ModelSession (not thread-safe: one owner drives it)."""
+
+    def __init__(self, session, vocab: Vocab = DEFAULT_VOCAB) -> None:
+        self.session = session
+        self.vocab = vocab
+        check_restyle_card(session.card, session.name)
+        self.z_dim = int(session.card["restyle"]["z_dim"])
+        self.n_styles = len(STYLE_NAMES)
+
+    def _tensor(self, tokens: list[int]) -> torch.Tensor:
+        return torch.tensor([tokens], dtype=torch.long, device=self.session.device)  # (1, T)
+
+    def own_style(self, tokens: list[int]) -> np.ndarray:
+        """(S,): the critic's probabilities of the phrase's own style."""
+        with torch.inference_mode():
+            logits = self.session.module.critic_logits(self._tensor(tokens))
+        return torch.softmax(logits.float(), -1).cpu().numpy()
+
+    def latent(self, tokens: list[int]) -> np.ndarray:
+        with torch.inference_mode():
+            return self.session.module.encode(self._tensor(tokens)).float().cpu().numpy()
+
+    def style_vector(self, own: np.ndarray, style: str, amount: float) -> np.ndarray:
+        target = np.zeros(self.n_styles, dtype=np.float32)
+        target[style_index(style)] = 1.0
+        return ((1.0 - amount) * own + amount * target).astype(np.float32)
+
+    def begin(self, melody: Melody, settings: RestyleSettings, source_tokens: list[int] | None = None,
+              seed: int | None = None) -> "RestyleDecode":
+        tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
+        tokens = tokens[: int(self.session.card["restyle"]["max_len"])]
+        z = self.latent(tokens)
+        style = self.style_vector(self.own_style(tokens), settings.style, settings.amount)
+        self.session.set_condition(torch.from_numpy(np.concatenate([z, style])))
+        self.session.reset()
+        sampling = settings.sampling if seed is None else SamplingConfig(
+            settings.sampling.temperature, settings.sampling.top_k, settings.sampling.top_p, seed)
+        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling))
+
+    def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
+        """The phrase restyled (the best of `candidates` by the critic when more than one)."""
+        best, best_score = None, -1.0
+        for k in range(settings.candidates):
+            decode = self.begin(melody, settings, seed=None if seed is None else seed + k)
+            decode.run()
+            out = decode.result()
+            if settings.candidates == 1:
+                return out
+            score = float(self.own_style(encode_melody(out, self.vocab))[style_index(settings.style)])
+            if score > best_score:
+                best, best_score = out, score
+        return best
+
+
+class RestyleDecode:
+    """One restyled phrase being written: `step()` writes one token and returns the notes it makes."""
+
+    def __init__(self, restyler: Restyler, melody: Melody, source_tokens: list[int], settings: RestyleSettings,
+                 sampler: Sampler) -> None:
+        v = restyler.vocab
+        self.vocab = v
+        self.session = restyler.session
+        self.settings = settings
+        self.sampler = sampler
+        self.meter = melody.meter
+        self.bars = melody.bars
+        self.end = melody.length_ticks(v)
+        self.state = GrammarState(v, melody.meter, allow_eos=False)
+        self.tokens: list[int] = []
+        self.done = False
+        self.budget = self.bars * settings.max_tokens_per_bar
+        header = [v.bos, v.task("RESTYLE"), v.style(NO_STYLE), v.bar]
+        self._logits = self.session.feed(header)
+        self.state.feed_all(header)
+        self.tokens += header
+        # keep = rhythm: the source's own tokens after the header, each note-on's pitch chosen by the model
+        self._plan = list(source_tokens[HEADER:]) if settings.keep == "rhythm" else []
+        self._pitch_map: dict[int, int] = {}
+        # keep = pitches: the source's pitches in order
+        self._pitches = [int(p) for p in melody.pitches] if settings.keep == "pitches" else []
+        # one line: never two notes at once; inside the piano unless the caller narrows it
+        self._constraints = replace(settings.constraints or Constraints(low=21, high=108), max_polyphony=1)
+        first = int(melody.notes[0, 0]) if len(melody.notes) else 0
+        self._latest_entry = min(first + v.config.ticks_per_beat, self.end - 1)
+        self._entered = False
+
+    @property
+    def position(self) -> int:
+        return self.state.position
+
+    def step(self) -> list[DecodedEvent]:
+        if self.done:
+            return []
+        token = self._next_token()
+        if token is None:
+            self.done = True
+            return []
+        self.tokens.append(token)
+        self._entered = self._entered or self.vocab.is_note_on(token)
+        events = self.state.feed(token)
+        self.budget -= 1
+        if self.state.position >= self.end or self.budget <= 0:
+            self.done = True
+        else:
+            self._logits = self.session.append(token)
+        return [e for e in events if e.tick < self.end or not e.on]
+
+    def run(self) -> None:
+        while not self.done:
+            self.step()
+
+    def result(self) -> Melody:
+        return decode_melody(self.tokens, self.meter, self.bars, self.vocab)
+
+    # -- choosing the next token ---------------------------------------------------------------
+    def _mask(self) -> np.ndarray:
+        v = self.vocab
+        mask = allowed_mask_np(self.state, ROLE, self._constraints)
+        mask[v.turn] = False
+        mask[v.eos] = False
+        if not self._entered:  # the line comes in within a beat of where the phrase did: never a silent phrase
+            room = self._latest_entry - self.state.position
+            mask[v.shift_base + max(0, min(room, v.config.max_shift)):v.shift_base + v.config.max_shift] = False
+        return mask
+
+    def _next_token(self) -> int | None:
+        v = self.vocab
+        if self.settings.keep == "rhythm":
+            return self._next_in_rhythm()
+        mask = self._mask()
+        if self.settings.keep == "pitches" and not self._pitches:
+            mask[v.note_on_base:v.note_on_base + v.config.n_pitches] = False  # every pitch placed: rest
+        if not mask.any():
+            return None
+        token = self.sampler.sample(self._logits, mask)
+        if self.settings.keep == "pitches" and v.is_note_on(token):
+            # the model chose that a note starts now (all its note-ons' mass); the pitch is the phrase's next
+            token = v.note_on(self._pitches.pop(0))
+        return token
+
+    def _next_in_rhythm(self) -> int | None:
+        v = self.vocab
+        while self._plan:
+            t = self._plan.pop(0)
+            if t == v.eos:
+                return None
+            if v.is_note_on(t):
+                mask = np.zeros(v.size, dtype=bool)
+                mask[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
+                mask &= self._mask()
+                for p in self.state.sounding_pitches(ROLE):
+                    mask[v.note_on(p)] = False
+                if not mask.any():
+                    self._pitch_map[v.pitch_of(t)] = -1
+                    continue
+                token = self.sampler.sample(self._logits, mask)
+                self._pitch_map[v.pitch_of(t)] = v.pitch_of(token)
+                return token
+            if v.is_note_off(t):
+                pitch = self._pitch_map.pop(v.pitch_of(t), -1)
+                if pitch < 0:
+                    continue
+                return v.note_off(pitch)
+            return t
+        return None
+
+
+__all__ = ["KEEP", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]

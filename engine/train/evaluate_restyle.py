@@ -1,0 +1,250 @@
+"""`sideman eval --task restyle`: the restyle model on held-out phrases, every source -> target style pair.
+
+For each style, `per_style` phrases of the test split (1-4 bars, the top voice) are restyled into each other
+style, from the phrase as written (clean) and as a person plays it (`play_melody`). Reported:
+
+    ceiling            the independent classifier's accuracy on held-out real phrases (its card)
+    target accuracy    the share of restyled phrases the classifier calls the target style (over all pairs,
+                       and per pair); also relative to the ceiling
+    chroma             Groove2Groove's chroma similarity to the source as written (engine.music.similarity)
+    onsets             onset-pattern similarity to the source
+    baselines          the source copied (all content, no style) and a random real phrase of the target style
+                       (all style, no content), through the same measures
+    reconstruction     teacher-forced token accuracy of the decoder given z and the phrase's own style
+                       (same style in and out), and amount 0 sampled: chroma to the source
+    critic             the same with `candidates` sampled and the critic choosing (kept only if it helps)
+    disentanglement    a probe (an MLP trained on z of train phrases) predicting the style from z of test
+                       phrases: for the model, and for the ablation trained without the adversary
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.corpus.dataset import Corpus
+from engine.corpus.phrases import StyledPhrase, corpus_phrases, style_corpus
+from engine.model.modelfile import load_model
+from engine.model.restyler import Restyler, RestyleSettings
+from engine.model.sampler import SamplingConfig
+from engine.model.session import ModelSession
+from engine.music.melody import Melody, encode_melody
+from engine.music.similarity import chroma_similarity, onset_similarity
+from engine.music.styles import STYLE_NAMES
+from engine.music.vocab import DEFAULT_VOCAB
+from engine.train.humanize import play_melody
+from engine.train.style_classifier import DEFAULT_PATH as CLASSIFIER_PATH
+from engine.train.style_classifier import load_classifier
+
+log = logging.getLogger("sideman.eval.restyle")
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_MODEL = REPO / "models" / "restyle.pt"
+
+
+def _phrases(corpus: Corpus, per_style: int, seed: int) -> list[StyledPhrase]:
+    out = []
+    for p in corpus_phrases(corpus, "test", None, seed=seed):
+        if len(encode_melody(p.melody)) <= 256:
+            out.append(p)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for s in range(len(STYLE_NAMES)):
+        pool = [p for p in out if p.style == s]
+        if not pool:
+            continue
+        idx = rng.choice(len(pool), min(per_style, len(pool)), replace=False)
+        chosen += [pool[i] for i in sorted(idx)]
+    return chosen
+
+
+def _similarity(sources: list[Melody], outputs: list[Melody]) -> tuple[float, float]:
+    chroma = [chroma_similarity(a, b) for a, b in zip(sources, outputs)]
+    onsets = [onset_similarity(a, b) for a, b in zip(sources, outputs)]
+    return float(np.mean(chroma)), float(np.mean(onsets))
+
+
+def _latents(restyler: Restyler, phrases, rng=None) -> np.ndarray:
+    out = []
+    for p in phrases:
+        m = play_melody(p.melody, rng) if rng is not None else p.melody
+        out.append(restyler.latent(encode_melody(m)))
+    return np.stack(out)
+
+
+def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+                   seed: int = 0, epochs: int = 200) -> float:
+    """An MLP probe trained on z to predict the style (balanced classes by weighting); test accuracy."""
+    torch.manual_seed(seed)
+    mean, std = z_train.mean(0), z_train.std(0) + 1e-6
+    xt = torch.from_numpy(((z_train - mean) / std).astype(np.float32))
+    yt = torch.from_numpy(y_train)
+    counts = np.bincount(y_train, minlength=len(STYLE_NAMES)).astype(np.float32)
+    weight = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / len(counts))
+    probe = nn.Sequential(nn.Linear(z_train.shape[1], 128), nn.GELU(), nn.Linear(128, len(STYLE_NAMES)))
+    opt = torch.optim.AdamW(probe.parameters(), lr=3e-3, weight_decay=1e-3)
+    for _ in range(epochs):
+        perm = torch.randperm(len(xt))
+        for i in range(0, len(xt), 256):
+            idx = perm[i:i + 256]
+            loss = F.cross_entropy(probe(xt[idx]), yt[idx], weight=weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():
+        pred = probe(torch.from_numpy(((z_test - mean) / std).astype(np.float32))).argmax(-1).numpy()
+    per_class = [float((pred[y_test == s] == s).mean()) for s in range(len(STYLE_NAMES)) if (y_test == s).any()]
+    return float(np.mean(per_class))  # balanced accuracy: chance is 1 / styles
+
+
+def reconstruction_accuracy(session: ModelSession, phrases, rng=None) -> float:
+    """Teacher-forced next-token accuracy of the decoder given z (the phrase as written, or as played when
+    `rng`) and the phrase's own style (one-hot), on the phrase as written."""
+    module = session.module
+    hits = total = 0
+    with torch.inference_mode():
+        for p in phrases:
+            clean = encode_melody(p.melody)
+            src = encode_melody(play_melody(p.melody, rng)) if rng is not None else clean
+            z = module.encode(torch.tensor([src[:256]]))
+            style = torch.zeros(len(STYLE_NAMES))
+            style[p.style] = 1.0
+            cond = torch.cat([z, style]).view(1, -1)
+            logits = module.forward(torch.tensor([clean[:-1]]), cond)[0]  # (T-1, V)
+            target = torch.tensor(clean[1:])
+            hits += int((logits.argmax(-1) == target).sum())
+            total += len(target)
+    return hits / max(total, 1)
+
+
+def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | None = None,
+                     classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
+                     temperature: float = 0.8, candidates: int = 4, probe_per_style: int = 300,
+                     as_played: bool = True, data_limit: int = 0) -> dict:
+    t0 = time.monotonic()
+    corpus = style_corpus(data_limit)
+    judge = load_classifier(classifier)
+    loaded = load_model(model, DEFAULT_VOCAB)
+    session = ModelSession(loaded, device="cpu", threads=1)
+    restyler = Restyler(session, DEFAULT_VOCAB)
+    phrases = _phrases(corpus, per_style, seed)
+    rng = np.random.default_rng(seed + 1)
+    played = {id(p): play_melody(p.melody, rng) for p in phrases}
+    k = len(STYLE_NAMES)
+    sets = [("clean", lambda p: p.melody)] + ([("as_played", lambda p: played[id(p)])] if as_played else [])
+    report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
+                    "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
+                    "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
+                                "as_played": judge.card["metrics"]["test_accuracy_played"]},
+                    "chance": 1.0 / k}
+    target_pool = {s: [p for p in corpus_phrases(corpus, "test", 200, seed=seed + 7) if p.style == s]
+                   for s in range(k)}
+    base_rng = np.random.default_rng(seed + 2)
+    for set_name, source_of in sets:
+        rows = {"pairs": {}}
+        for variant, n_cand in (("model", 1), ("model_critic", candidates)):
+            sources, outputs, targets = [], [], []
+            pair_hits = np.zeros((k, k))
+            pair_n = np.zeros((k, k))
+            for i, p in enumerate(phrases):
+                for t in range(k):
+                    if t == p.style:
+                        continue
+                    settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0,
+                                               sampling=SamplingConfig(temperature, 0, 0.95, None),
+                                               candidates=n_cand)
+                    out = restyler.restyle(source_of(p), settings, seed=seed * 1000 + i * 10 + t)
+                    sources.append(p.melody)
+                    outputs.append(out)
+                    targets.append(t)
+            pred = judge.predict(outputs)
+            targets_a = np.asarray(targets)
+            src_styles = np.asarray([p.style for p in phrases for t in range(k) if t != p.style])
+            np.add.at(pair_hits, (src_styles, targets_a), (pred == targets_a).astype(float))
+            np.add.at(pair_n, (src_styles, targets_a), 1)
+            chroma, onsets = _similarity(sources, outputs)
+            rows[variant] = {"target_accuracy": round(float((pred == targets_a).mean()), 4),
+                             "chroma": round(chroma, 4), "onsets": round(onsets, 4),
+                             "notes_per_phrase": round(float(np.mean([len(o.notes) for o in outputs])), 2),
+                             "source_notes_per_phrase": round(float(np.mean([len(s.notes) for s in sources])), 2)}
+            rows["pairs"][variant] = {f"{STYLE_NAMES[a]}->{STYLE_NAMES[b]}": round(pair_hits[a, b] / pair_n[a, b], 3)
+                                      for a in range(k) for b in range(k) if a != b and pair_n[a, b]}
+            log.info("%s %s: target accuracy %.3f, chroma %.3f, onsets %.3f", set_name, variant,
+                     rows[variant]["target_accuracy"], chroma, onsets)
+        # baselines: the source copied; a random real phrase of the target style
+        copies, randoms, sources, targets = [], [], [], []
+        for p in phrases:
+            for t in range(k):
+                if t == p.style:
+                    continue
+                copies.append(source_of(p))
+                pool = target_pool[t]
+                randoms.append(pool[int(base_rng.integers(len(pool)))].melody)
+                sources.append(p.melody)
+                targets.append(t)
+        targets_a = np.asarray(targets)
+        for name, outs in (("copy", copies), ("random_target", randoms)):
+            chroma, onsets = _similarity(sources, outs)
+            rows[name] = {"target_accuracy": round(float((judge.predict(outs) == targets_a).mean()), 4),
+                          "chroma": round(chroma, 4), "onsets": round(onsets, 4)}
+        # amount 0: the phrase's own style (as the critic hears it) -> reconstruction
+        outs = [restyler.restyle(source_of(p), RestyleSettings(style=STYLE_NAMES[p.style], amount=0.0,
+                                 sampling=SamplingConfig(temperature, 0, 0.95, None)), seed=seed + i)
+                for i, p in enumerate(phrases)]
+        chroma, onsets = _similarity([p.melody for p in phrases], outs)
+        rows["amount_0"] = {"chroma": round(chroma, 4), "onsets": round(onsets, 4),
+                            "own_style_accuracy": round(float((judge.predict(outs) ==
+                                                               np.asarray([p.style for p in phrases])).mean()), 4)}
+        r_rng = np.random.default_rng(seed + 3) if set_name == "as_played" else None
+        rows["reconstruction_token_accuracy"] = round(reconstruction_accuracy(session, phrases, r_rng), 4)
+        report[set_name] = rows
+    # disentanglement: a probe on z
+    train_ph = corpus_phrases(corpus, "train", probe_per_style, seed=seed + 5)
+    test_ph = corpus_phrases(corpus, "test", probe_per_style // 3, seed=seed + 6)
+    train_ph = [p for p in train_ph if len(encode_melody(p.melody)) <= 256]
+    test_ph = [p for p in test_ph if len(encode_melody(p.melody)) <= 256]
+    y_tr = np.asarray([p.style for p in train_ph])
+    y_te = np.asarray([p.style for p in test_ph])
+    probes = {}
+    for name, path in (("model", model), ("ablation", ablation)):
+        if path is None:
+            continue
+        r = restyler if name == "model" else Restyler(ModelSession(load_model(path, DEFAULT_VOCAB), device="cpu",
+                                                                   threads=1), DEFAULT_VOCAB)
+        probes[name] = round(probe_accuracy(_latents(r, train_ph), y_tr, _latents(r, test_ph), y_te, seed), 4)
+        probes[f"{name}_path"] = str(path)
+    probes["chance"] = round(1.0 / k, 4)
+    probes["train_phrases"], probes["test_phrases"] = len(train_ph), len(test_ph)
+    report["probe"] = probes
+    report["wall_s"] = round(time.monotonic() - t0, 1)
+    return report
+
+
+def format_report(r: dict) -> str:
+    lines = [f"restyle eval: {r['model']} ({r['per_style']} test phrases per style, every pair; "
+             f"classifier ceiling {r['ceiling']['clean']:.3f} clean / {r['ceiling']['as_played']:.3f} as played)"]
+    for set_name in ("clean", "as_played"):
+        if set_name not in r:
+            continue
+        rows = r[set_name]
+        lines.append(f"  {set_name}:")
+        lines.append(f"    {'':<16}{'target acc':>11}{'chroma':>9}{'onsets':>9}")
+        for name in ("model", "model_critic", "copy", "random_target"):
+            x = rows[name]
+            lines.append(f"    {name:<16}{x['target_accuracy']:>11.3f}{x['chroma']:>9.3f}{x['onsets']:>9.3f}")
+        a0 = rows["amount_0"]
+        lines.append(f"    amount 0: chroma {a0['chroma']:.3f}, onsets {a0['onsets']:.3f}, own style "
+                     f"{a0['own_style_accuracy']:.3f}; reconstruction token accuracy "
+                     f"{rows['reconstruction_token_accuracy']:.3f}")
+    p = r.get("probe", {})
+    lines.append(f"  probe on z (balanced accuracy, chance {p.get('chance', 0):.2f}): model {p.get('model', '-')}, "
+                 f"ablation (no adversary) {p.get('ablation', '-')}")
+    return "\n".join(lines)
+
+
+__all__ = ["evaluate_restyle", "format_report", "probe_accuracy"]

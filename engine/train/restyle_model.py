@@ -1,0 +1,186 @@
+"""The restyle model: a conditional VAE whose decoder is the KV-cached transformer.
+
+    encoder   a phrase's RESTYLE stream (as played or as written) -> q(z | phrase) = N(mu, sigma^2), z in R^Z
+    decoder   `TransformerLM` with a condition vector [z, style]: style is a point of the style simplex
+              (a one-hot of the target style, or a mix of the phrase's own and the target's: the amount)
+    critic    a separate small encoder: the phrase -> logits over the styles. Trained on real phrases only;
+              at inference it estimates a played phrase's own style (the amount's starting point) and can
+              choose among sampled candidates the one most in the target style
+
+`RestyleLM` is a `TransformerLM` (its weights keep their names, so the runtime's session and the native
+decode kernel drive its decoder as they drive any model) with two more TorchScript methods:
+
+    encode(tokens (1, T)) -> (Z,)          the posterior mean
+    critic_logits(tokens (1, T)) -> (S,)    the critic's logits
+
+Training-only parts (the latent adversary) live in `engine.train.train_restyle`, not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from engine.train.model import ModelConfig, TransformerLM
+
+
+@dataclass(frozen=True)
+class RestyleConfig:
+    z_dim: int = 64
+    n_styles: int = 5
+    enc_d: int = 256
+    enc_layers: int = 3
+    enc_heads: int = 4
+    critic_d: int = 128
+    critic_layers: int = 2
+    max_len: int = 256  # tokens of a phrase the encoders read (the longest 4-bar phrases fit)
+    dropout: float = 0.1
+
+    @property
+    def cond_dim(self) -> int:
+        return self.z_dim + self.n_styles
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class EncoderBlock(nn.Module):
+    """Pre-LN bidirectional self-attention block; padded keys masked out."""
+
+    def __init__(self, d: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d)
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+        self.ln2 = nn.LayerNorm(d)
+        self.fc = nn.Linear(d, 4 * d)
+        self.fc2 = nn.Linear(4 * d, d)
+        self.dropout = dropout
+
+    def forward(self, x: Tensor, key_bias: Tensor) -> Tensor:
+        """x (B, T, d); key_bias (B, 1, 1, T): 0 for real tokens, -inf for padding."""
+        B, T, d = x.shape
+        hs = d // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=-1)  # (B, T, d) each
+        q = q.view(B, T, self.heads, hs).transpose(1, 2)  # (B, h, T, hs)
+        k = k.view(B, T, self.heads, hs).transpose(1, 2)
+        v = v.view(B, T, self.heads, hs).transpose(1, 2)
+        p = self.dropout if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_bias, dropout_p=p)  # (B, h, T, hs)
+        x = x + F.dropout(self.proj(y.transpose(1, 2).reshape(B, T, d)), p, self.training)
+        h = F.gelu(self.fc(self.ln2(x)))  # (B, T, 4d)
+        return x + F.dropout(self.fc2(h), p, self.training)
+
+
+class PhraseEncoder(nn.Module):
+    """tokens (B, T) with pad id `pad` -> mean-pooled features (B, d) -> a linear head (B, out)."""
+
+    def __init__(self, vocab_size: int, d: int, layers: int, heads: int, max_len: int, out: int, pad: int,
+                 dropout: float) -> None:
+        super().__init__()
+        self.pad = pad
+        self.max_len = max_len
+        self.emb = nn.Embedding(vocab_size, d)
+        self.pos = nn.Embedding(max_len, d)
+        self.blocks = nn.ModuleList([EncoderBlock(d, heads, dropout) for _ in range(layers)])
+        self.ln = nn.LayerNorm(d)
+        self.head = nn.Linear(d, out)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        B, T = tokens.shape
+        tokens = tokens[:, : self.max_len]
+        T = tokens.size(1)
+        real = tokens != self.pad  # (B, T)
+        pos = torch.arange(T, device=tokens.device)
+        x = self.emb(tokens) + self.pos(pos).unsqueeze(0)  # (B, T, d)
+        zeros = torch.zeros(B, 1, 1, T, device=tokens.device, dtype=x.dtype)
+        key_bias = zeros.masked_fill(~real.view(B, 1, 1, T), float("-inf"))  # (B, 1, 1, T)
+        for block in self.blocks:
+            x = block(x, key_bias)
+        w = real.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
+        pooled = (self.ln(x) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+        return self.head(pooled)  # (B, out)
+
+
+class RestyleLM(TransformerLM):
+    """The decoder (a TransformerLM conditioned on [z, style]) with the phrase encoder and the style critic."""
+
+    __jit_ignored_attributes__ = ["config", "restyle"]
+
+    def __init__(self, cfg: ModelConfig, rcfg: RestyleConfig, pad: int) -> None:
+        if cfg.cond_dim != rcfg.cond_dim:
+            raise ValueError(f"the decoder's cond_dim {cfg.cond_dim} must be z_dim + n_styles = {rcfg.cond_dim}")
+        super().__init__(cfg)
+        self.restyle = rcfg
+        self.z_dim = rcfg.z_dim
+        self.n_styles = rcfg.n_styles
+        self.encoder = PhraseEncoder(cfg.vocab_size, rcfg.enc_d, rcfg.enc_layers, rcfg.enc_heads, rcfg.max_len,
+                                     2 * rcfg.z_dim, pad, rcfg.dropout)
+        self.critic = PhraseEncoder(cfg.vocab_size, rcfg.critic_d, rcfg.critic_layers, 4, rcfg.max_len,
+                                    rcfg.n_styles, pad, rcfg.dropout)
+        for name, p in list(self.encoder.named_parameters()) + list(self.critic.named_parameters()):
+            if p.dim() == 2:
+                nn.init.normal_(p, mean=0.0, std=0.02)
+
+    def posterior(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens (B, T) -> mu (B, Z), logvar (B, Z)."""
+        stats = self.encoder(tokens)  # (B, 2Z)
+        mu, logvar = stats[:, : self.z_dim], stats[:, self.z_dim :]
+        return mu, logvar.clamp(-8.0, 4.0)
+
+    @torch.jit.export
+    def encode(self, tokens: Tensor) -> Tensor:
+        """tokens (1, T) -> the posterior mean (Z,)."""
+        mu, _ = self.posterior(tokens)
+        return mu[0]
+
+    @torch.jit.export
+    def critic_logits(self, tokens: Tensor) -> Tensor:
+        """tokens (1, T) -> the critic's style logits (S,)."""
+        return self.critic(tokens)[0]
+
+
+def condition(z: Tensor, style: Tensor) -> Tensor:
+    """[z, style]: z (B, Z), style (B, S) a point of the style simplex -> (B, Z + S)."""
+    return torch.cat([z, style], dim=-1)
+
+
+def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(q || N(0, 1)) per latent dimension, averaged over the batch: (Z,)."""
+    return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
+
+
+def free_bits_kl(mu: Tensor, logvar: Tensor, floor: float) -> Tensor:
+    """The KL with free bits: each dimension's batch-mean KL counts only above `floor` nats (no gradient
+    pushes a dimension below it, so the decoder cannot make z useless: no posterior collapse)."""
+    return torch.clamp(kl_per_dim(mu, logvar), min=floor).sum()
+
+
+class GradientReversal(torch.autograd.Function):
+    """Identity forward; the gradient times -scale backward (the latent adversary's trick)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:  # type: ignore[override]
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):  # type: ignore[override]
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: Tensor, scale: float) -> Tensor:
+    return GradientReversal.apply(x, scale)
+
+
+def latent_dim_of(module) -> int:
+    return int(module.z_dim)
+
+
+__all__ = ["EncoderBlock", "PhraseEncoder", "RestyleConfig", "RestyleLM", "condition", "free_bits_kl",
+           "kl_per_dim", "reverse_gradient"]

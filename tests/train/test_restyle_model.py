@@ -1,0 +1,108 @@
+"""The restyle model's parts: encoder and critic shapes, the condition path (the cached decode equals the
+whole-sequence forward, through TorchScript and the runtime session), free bits, the gradient reversal,
+and a tiny training run on real corpus phrases that exports a file the runtime loads and restyles with."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from engine.model.modelfile import load_model
+from engine.model.restyler import Restyler, RestyleSettings
+from engine.model.session import ModelSession
+from engine.music.melody import Melody, encode_melody
+from engine.music.tokens import Meter
+from engine.music.vocab import DEFAULT_VOCAB as V
+from engine.train.export import export_model, script_model
+from engine.train.restyle_model import RestyleLM, free_bits_kl, kl_per_dim, reverse_gradient
+from engine.train.train_restyle import PRESETS, Adversary, losses, pad_batch
+
+TINY = PRESETS["tiny-restyle"]
+
+
+def tune(shift: int = 0) -> Melody:
+    rows = [(i * 12, i * 12 + 10, p + shift, 80) for i, p in enumerate((62, 66, 69, 74, 73, 71, 69, 66))]
+    return Melody(np.asarray(rows, dtype=np.int32), Meter(4, 4), 1)
+
+
+@pytest.fixture(scope="module")
+def model() -> RestyleLM:
+    torch.manual_seed(0)
+    m = RestyleLM(TINY.model_config(), TINY.restyle_config(), V.pad)
+    return m.eval()
+
+
+def test_encoder_critic_and_decoder_shapes(model):
+    batch = pad_batch([encode_melody(tune()), encode_melody(tune(3))[:20]], V.pad)  # (2, T) with padding
+    mu, logvar = model.posterior(batch)
+    assert mu.shape == logvar.shape == (2, TINY.z_dim)
+    assert model.critic(batch).shape == (2, 5)
+    cond = torch.cat([mu, torch.eye(5)[:2]], dim=-1)
+    assert model(batch, cond).shape == (2, batch.size(1), V.size)
+    # padding is invisible: a phrase alone and padded in a batch encode the same
+    alone = model.posterior(batch[1:, :20])[0]
+    assert torch.allclose(alone, mu[1:], atol=1e-5)
+
+
+def test_torchscript_encode_critic_and_cached_decode_equal_the_eager_model(model, tmp_path):
+    tokens = encode_melody(tune())
+    x = torch.tensor([tokens])
+    scripted = script_model(model)
+    assert torch.allclose(scripted.encode(x), model.encode(x), atol=1e-5)
+    assert torch.allclose(scripted.critic_logits(x), model.critic_logits(x), atol=1e-5)
+    path = tmp_path / "tiny-restyle.pt"
+    export_model(model, path, {"task": "RESTYLE", "styles": ["chorale", "folksong", "fiddle", "renaissance",
+                                                             "medieval"], "restyle": TINY.restyle_config().to_dict()})
+    session = ModelSession(load_model(path, V), device="cpu", threads=1)
+    z = scripted.encode(x)
+    cond = torch.cat([z, torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])])
+    session.set_condition(cond)
+    session.reset()
+    full = model(x, cond.view(1, -1))[0]  # (T, V): the whole sequence at once
+    session.feed(tokens[:5])
+    for i in range(5, len(tokens)):
+        logits = session.append(tokens[i])  # the runtime's cached path (native kernel or TorchScript)
+        assert torch.allclose(logits, full[i], atol=1e-3), i
+
+
+def test_free_bits_floor_each_dimension_and_the_kl_is_zero_at_the_prior():
+    mu, logvar = torch.zeros(4, 3), torch.zeros(4, 3)
+    assert torch.allclose(kl_per_dim(mu, logvar), torch.zeros(3))
+    assert float(free_bits_kl(mu, logvar, 0.25)) == pytest.approx(0.75)  # 3 dims at the floor
+    mu = torch.tensor([[2.0, 0.0, 0.0]]).repeat(4, 1)
+    assert float(free_bits_kl(mu, torch.zeros(4, 3), 0.25)) == pytest.approx(2.0 + 0.5)
+
+
+def test_gradient_reversal_flips_and_scales_the_gradient():
+    x = torch.ones(3, requires_grad=True)
+    (reverse_gradient(x, 0.5) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
+
+
+def test_the_objective_has_every_term_and_the_adversary_reads_z(model):
+    m = RestyleLM(TINY.model_config(), TINY.restyle_config(), V.pad).train()
+    batch = pad_batch([encode_melody(tune(k)) for k in range(4)], V.pad)
+    out = losses(m, Adversary(TINY.z_dim, 5), batch, batch, torch.tensor([0, 1, 2, 3]), TINY, step=5)
+    for key in ("recon", "kl", "adversary", "critic", "total", "token_accuracy", "adversary_accuracy"):
+        assert torch.isfinite(torch.as_tensor(out[key])), key
+    out["total"].backward()
+    assert m.encoder.head.weight.grad.abs().sum() > 0 and m.critic.head.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_a_tiny_training_run_on_real_phrases_exports_a_model_the_runtime_restyles_with(tmp_path):
+    from dataclasses import replace
+
+    from engine.train.train_restyle import train_restyle
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = train_restyle(replace(TINY, out_dir=str(tmp_path)), resume=False, progress=False)
+    assert summary["steps"] == TINY.max_steps and np.isfinite(summary["best_val_recon"])
+    session = ModelSession(load_model(summary["path"], V), device="cpu", threads=1)
+    out = Restyler(session).restyle(tune(), RestyleSettings(style="fiddle"), seed=1)
+    assert out.bars == 1 and out.meter == Meter(4, 4)
+    assert (out.notes[:, 0] < 96).all() and (out.notes[:, 1] <= 96).all()
