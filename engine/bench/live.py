@@ -479,6 +479,9 @@ def main(args=None) -> int:
     print(f"  of which the scheduler's send minus due: p50 {result['send_late_ms_p50']} ms, "
           f"p99 {result['send_late_ms_p99']} ms, max {result['send_late_ms_max']} ms (the rest is JACK's period)")
     print(f"  decode step (sample + one token): p50 {result['token_step_ms_p50']} ms, p99 {result['token_step_ms_p99']} ms")
+    if ns.mode == "restyle":
+        print(f"  a phrase's encode (encoder, critic, condition, header): p50 {result['encode_ms_p50']} ms, "
+              f"p99 {result['encode_ms_p99']} ms (n {result['encode_ms_n']})")
     print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
     print(f"  garbage collections in the daemon: {result['gc_collections']}, longest {result['gc_pause_ms_max']} ms")

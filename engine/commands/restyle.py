@@ -14,7 +14,9 @@ def add_arguments(parser) -> None:
     from engine.music.styles import STYLE_NAMES
 
     parser.add_argument("input", help="a MIDI file with the melody (every channel is yours; one line is read)")
-    parser.add_argument("--style", required=True, help=f"the target style: {', '.join(STYLE_NAMES)}")
+    parser.add_argument("--style", required=True,
+                        help=f"the target style: {', '.join(STYLE_NAMES)}; several, comma-separated (e.g. "
+                             "chorale,fiddle), play one after the other on channels 2, 3, ...")
     parser.add_argument("-o", "--output", required=True,
                         help="the MIDI file to write: your melody on channel 1, then the restyled one on channel 2")
     parser.add_argument("--amount", type=float, default=1.0,
@@ -40,21 +42,25 @@ def run(args) -> int:
     from engine.music.vocab import DEFAULT_VOCAB
     from engine.offline.restyle import melody_from_midi, restyle_melody, write_midi
 
+    styles = tuple(s.strip().lower() for s in args.style.split(",") if s.strip())
     try:
-        settings = RestyleSettings(style=args.style, amount=args.amount, keep=args.keep,
+        settings = RestyleSettings(style=styles[0] if styles else "", amount=args.amount, keep=args.keep,
                                    sampling=SamplingConfig(args.temperature, 0, args.top_p, None),
                                    candidates=args.candidates)
+        for style in styles:
+            RestyleSettings(style=style)
     except ValueError as exc:
         raise SidemanError(str(exc)) from None
     source = melody_from_midi(args.input, DEFAULT_VOCAB)
     loaded = load_model(args.model, DEFAULT_VOCAB)
     session = ModelSession(loaded, device=args.device)
-    result = restyle_melody(Restyler(session, DEFAULT_VOCAB), source, settings, seed=args.seed)
+    result = restyle_melody(Restyler(session, DEFAULT_VOCAB), source, settings, seed=args.seed, styles=styles)
     write_midi(result, args.output, DEFAULT_VOCAB)
     m = source.melody
-    print(f"wrote {args.output}: your melody (ch 1, {len(m.notes)} notes, {m.bars} bars) and as {settings.style} "
-          f"(ch 2, {len(result.result.notes)} notes, amount {settings.amount:g}, keep {settings.keep}; "
-          f"{session.name}, {source.bpm:.0f} BPM, {m.meter.numerator}/{m.meter.denominator})")
+    detail = ", ".join(f"as {s} (ch {i + 2}, {len(x.notes)} notes)" for i, (s, x) in enumerate(result.results))
+    print(f"wrote {args.output}: your melody (ch 1, {len(m.notes)} notes, {m.bars} bars), then {detail}; amount "
+          f"{settings.amount:g}, keep {settings.keep}; {session.name}, {source.bpm:.0f} BPM, "
+          f"{m.meter.numerator}/{m.meter.denominator}")
     write_wav_and_png(args.output, args.wav, args.png,
-                      f"{Path(args.input).name} restyled as {settings.style} by {session.name}")
+                      f"{Path(args.input).name} restyled as {', '.join(styles)} by {session.name}")
     return 0

@@ -433,7 +433,8 @@ class Daemon:
     # -- shutdown --------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every thread and close every note and port; safe to call twice. Well under a second."""
+        """Stop every thread and close every note and port; safe to call twice. Well under a second (a starved
+        machine may take up to 2.5 s for a busy model thread)."""
         with self._close_lock:
             if self._closed:
                 return
@@ -444,6 +445,10 @@ class Daemon:
                 thread.stop(0.5)
         for part in self.parts:
             part.stop(0.5)
+        for part in self.parts:  # a starved machine: a part mid-feed may need longer; its session closes after it
+            if part.thread.is_alive():
+                log.warning("the %s thread is still busy at shutdown; waiting up to 2 s more", part.thread.name)
+                part.thread.join(2.0)
         if self.session is not None and not any(part.thread.is_alive() for part in self.parts):
             self.session.close()  # the decode kernel's threads; only once nothing can call it any more
         if self.scheduler is not None:

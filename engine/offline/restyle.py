@@ -3,12 +3,13 @@
 The file's notes (every channel) are read as one line (of notes struck together, the highest), from its
 first bar line, in its first meter and tempo. It is restyled in phrases of up to 4 bars (the model's
 phrase length), each as the live mode would restyle it, and written as the live mode plays it: the source
-on channel 1, then from the bar after it the restyled line on channel 2.
+on channel 1, then from the bar after it the restyled line on channel 2 (more styles: one after the other,
+on channels 3, 4, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from engine.errors import SidemanError
 from engine.model.restyler import Restyler, RestyleSettings
 from engine.music.melody import Melody, one_line
-from engine.music.tokens import DecodedEvent, Meter, events_to_midi, read_midi
+from engine.music.tokens import Meter, read_midi
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 PHRASE_BARS = 4
@@ -31,7 +32,7 @@ class SourceMelody:
 @dataclass(frozen=True)
 class Restyled:
     source: Melody
-    result: Melody  # as long as the source, in its meter
+    results: tuple[tuple[str, Melody], ...]  # (style, the phrase restyled: as long as the source, in its meter)
     bpm: float
 
 
@@ -99,30 +100,46 @@ def join(phrases: list[Melody], vocab: Vocab = DEFAULT_VOCAB) -> Melody:
 
 
 def restyle_melody(restyler: Restyler, source: SourceMelody, settings: RestyleSettings,
-                   seed: int | None = None) -> Restyled:
-    parts = []
-    for k, phrase in enumerate(phrases_of(source.melody, restyler.vocab)):
-        if len(phrase.notes) == 0:
-            parts.append(phrase)  # a silent phrase stays silent
-            continue
-        parts.append(restyler.restyle(phrase, settings, seed=None if seed is None else seed + 101 * k))
-    return Restyled(source.melody, join(parts, restyler.vocab), source.bpm)
+                   seed: int | None = None, styles: tuple[str, ...] | None = None) -> Restyled:
+    """The source restyled into each of `styles` (default: the settings' one), phrase by phrase."""
+    results = []
+    for style in styles or (settings.style,):
+        s = replace(settings, style=style)
+        parts = []
+        for k, phrase in enumerate(phrases_of(source.melody, restyler.vocab)):
+            if len(phrase.notes) == 0:
+                parts.append(phrase)  # a silent phrase stays silent
+                continue
+            parts.append(restyler.restyle(phrase, s, seed=None if seed is None else seed + 101 * k))
+        results.append((style, join(parts, restyler.vocab)))
+    return Restyled(source.melody, tuple(results), source.bpm)
 
 
-def events(r: Restyled, vocab: Vocab = DEFAULT_VOCAB) -> list[DecodedEvent]:
-    """The source (role 0) then, from the bar after it, the result (role 1), in time order."""
-    offset = r.source.length_ticks(vocab)
-    out: list[DecodedEvent] = []
-    for role, m, at in ((0, r.source, 0), (1, r.result, offset)):
-        for on, off, pitch, vel in m.notes.tolist():
-            out.append(DecodedEvent(on + at, True, pitch, max(1, vel), role))
-            out.append(DecodedEvent(off + at, False, pitch, 0, role))
-    return sorted(out, key=lambda e: (e.tick, e.on))
+def write_midi(r: Restyled, path: str | Path, vocab: Vocab = DEFAULT_VOCAB, ppq: int = 480) -> None:
+    """A type-1 file: track "player" (channel 1) with the source, then one track "sideman as STYLE" per style
+    (channels 2, 3, ...), each from the bar after the one before, as the live mode plays them."""
+    import mido
 
-
-def write_midi(r: Restyled, path: str | Path, vocab: Vocab = DEFAULT_VOCAB) -> None:
-    mid = events_to_midi(events(r, vocab), vocab, r.bpm, r.source.meter,
-                         end_tick=r.source.length_ticks(vocab) + r.result.length_ticks(vocab))
+    k = ppq // vocab.config.ticks_per_beat
+    length = r.source.length_ticks(vocab)
+    mid = mido.MidiFile(type=1, ticks_per_beat=ppq)
+    head = mido.MidiTrack()
+    head.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(r.bpm), time=0))
+    head.append(mido.MetaMessage("time_signature", numerator=r.source.meter.numerator,
+                                 denominator=r.source.meter.denominator, time=0))
+    mid.tracks.append(head)
+    for i, (name, m) in enumerate((("player", r.source),) + tuple((f"sideman as {s}", x) for s, x in r.results)):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        events = sorted([(on + i * length, 1, p, v) for on, _, p, v in m.notes.tolist()]
+                        + [(off + i * length, 0, p, 0) for _, off, p, _ in m.notes.tolist()])
+        last = 0
+        for tick, on, pitch, vel in events:
+            track.append(mido.Message("note_on" if on else "note_off", channel=i, note=pitch,
+                                      velocity=max(1, vel) if on else 0, time=(tick - last) * k))
+            last = tick
+        track.append(mido.MetaMessage("end_of_track", time=((i + 1) * length - last) * k))
+        mid.tracks.append(track)
     mid.save(str(path))
 
 

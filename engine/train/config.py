@@ -51,6 +51,7 @@ class TrainConfig:
     seed: int = 1234
     out_dir: str = "runs"
     data_limit: int = 0  # pieces per collection; 0 = all (tiny runs for tests)
+    init_from: str = ""  # a model file (TorchScript, same shapes) whose weights start a fresh run: fine-tuning
 
     def __post_init__(self) -> None:
         if self.adversarial not in ("none", "fgsm", "pgd"):
@@ -86,6 +87,13 @@ PRESETS: dict[str, TrainConfig] = {
                                       "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=4000,
                                       warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,
                                       dropout=0.0, role_mapping="call_response_varied", human_playing=0.5),
+    # the human-playing model trained on from the shipped one (its checkpoint is not kept across machines):
+    # 1,500 more steps at a third of the learning rate, warm-up then cosine, the same data and schedule shape
+    "continuation-human-more": TrainConfig(name="continuation-human-more", collections=("bach", "essen", "oneill",
+                                           "ryan", "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=1500,
+                                           warmup_steps=50, lr=3e-4, eval_every=100, eval_batches=10,
+                                           checkpoint_every=50, dropout=0.0, role_mapping="call_response_varied",
+                                           human_playing=0.5, init_from="models/continuation.pt"),
     "continuation-human-adv": TrainConfig(name="continuation-human-adv", collections=("bach", "essen", "oneill",
                                           "ryan", "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=2400,
                                           warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,

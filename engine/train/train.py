@@ -155,6 +155,21 @@ def plot_curves(log_path: Path, png: Path) -> None:
     plt.close(fig)
 
 
+def init_weights(model: TransformerLM, path: str) -> None:
+    """The weights of an exported model (TorchScript) into `model`; the shapes must match."""
+    import warnings
+
+    file = Path(path) if Path(path).is_absolute() else Path(__file__).resolve().parents[2] / path
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = torch.jit.load(str(file), map_location="cpu")
+    state = {k: v for k, v in scripted.state_dict().items() if k in model.state_dict()}
+    missing = [k for k in model.state_dict() if k not in state]
+    if missing:
+        raise ValueError(f"{file}: no weights for {', '.join(missing[:5])}: not a model of this config's shapes")
+    model.load_state_dict(state, strict=False)
+
+
 def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: bool = True,
           halt_at: int | None = None) -> dict:
     """Train (or resume) a model; returns a summary dict. Safe under torchrun.
@@ -199,8 +214,13 @@ def train(cfg: TrainConfig, resume: bool = True, export: bool = True, progress: 
             torch.cuda.set_rng_state_all(ck["rng"]["cuda"])
         if d.main:
             log.info("resumed %s at step %d", ckpt_path, state["step"])
-    elif d.main and log_path.exists():
-        log_path.unlink()
+    else:
+        if cfg.init_from:
+            init_weights(model, cfg.init_from)
+            if d.main:
+                log.info("weights from %s (fine-tuning)", cfg.init_from)
+        if d.main and log_path.exists():
+            log_path.unlink()
 
     fwd = _Forward(model)
     ddp = DistributedDataParallel(fwd, device_ids=[d.local_rank] if device.type == "cuda" else None) \

@@ -13,6 +13,9 @@ written otherwise; the decoder reconstructs it as written, conditioned on [z, on
                                                              reversed gradient makes the encoder hide it
          + CE(critic(phrase), style)                         the critic learns real phrases' styles
 
+Against posterior collapse besides free bits: word dropout (Bowman et al.): 30 % of the decoder's input
+note-ons are hidden (PAD), so which pitch comes next must be read from z.
+
 The adversary is training-only; the critic and the encoder ship inside the model file.
 """
 
@@ -68,10 +71,11 @@ class RestyleTrainConfig:
     # the objective
     beta_max: float = 0.2
     kl_anneal_steps: int = 1000
-    free_bits: float = 0.1  # nats per latent dimension
+    free_bits: float = 0.5  # nats per latent dimension (64 x 0.5 = 32 nats free: enough for a phrase's pitches)
     adversary: bool = True
     adversary_weight: float = 1.0
     adversary_ramp_steps: int = 1000  # the reversed gradient's scale ramps 0 -> 1 over these steps
+    word_dropout: float = 0.3  # share of the decoder's input note-ons hidden (PAD): the pitches must come from z
     played_share: float = 0.5
     transpose: tuple[int, int] = (-5, 6)
     # optimisation
@@ -200,7 +204,13 @@ def losses(model: RestyleLM, adversary: Adversary | None, clean: torch.Tensor, s
     mu, logvar = model.posterior(source)  # (B, Z) each
     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
     cond = condition(z, one_hot(styles, model.n_styles))  # (B, Z + S)
-    logits = model(clean[:, :-1], cond)  # (B, T-1, V)
+    inputs = clean[:, :-1]
+    if sample and cfg.word_dropout > 0:  # (training) hide some input note-ons so the decoder reads z
+        v = DEFAULT_VOCAB
+        ons = (inputs >= v.note_on_base) & (inputs < v.note_off_base)
+        hide = ons & (torch.rand(inputs.shape) < cfg.word_dropout)
+        inputs = inputs.masked_fill(hide, pad)
+    logits = model(inputs, cond)  # (B, T-1, V)
     target = clean[:, 1:].clone()
     target[target == pad] = -100
     recon = F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)

@@ -63,3 +63,19 @@ def test_a_short_jam_loses_nothing_and_leaves_no_note_hanging(jack_server, model
         assert result["hanging_notes_received"] == 0 and result["hanging_notes_after_shutdown"] == 0
     assert result["answers"] >= 1 and result["timing_error_ms_n"] > 0
     assert result["response_ready_ms_n"] >= 1
+
+
+RESTYLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "restyle.pt"
+
+
+@pytest.mark.jack
+@pytest.mark.skipif(not RESTYLE_MODEL.exists(), reason="no restyle model (sideman train --config restyle)")
+def test_a_short_restyle_jam_loses_nothing_and_leaves_no_note_hanging(jack_server, capsys):
+    assert main(["--mode", "restyle", "--json", "--minutes", "0.4"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["mode"] == "restyle" and result["model"].endswith("restyle.pt")
+    assert result["player_messages"] > 0 and result["lost_messages"] == 0
+    assert result["hanging_notes"] == 0
+    if result["output_lost_in_jack"] == 0:
+        assert result["hanging_notes_received"] == 0 and result["hanging_notes_after_shutdown"] == 0
+    assert result["answers"] >= 1 and result["response_ready_ms_n"] >= 1 and result["encode_ms_n"] >= 1

@@ -39,7 +39,7 @@ from engine.live.conversation import (
     phrase_bars,
 )
 from engine.live.modes.base import Mode, PartContext
-from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
+from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase, is_control
 from engine.model.restyler import RestyleDecode, Restyler, RestyleSettings
 from engine.music.melody import Melody, one_line
 from engine.music.styles import STYLE_NAMES
@@ -181,6 +181,10 @@ class RestylePart(ModelPart):
         self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
         if a.decode.done:
             self._next_piece(a)
+
+    def superseded(self, cmd, later: list) -> bool:
+        # a Prepare that anything but settings came after was superseded before it could help
+        return isinstance(cmd, Prepare) and any(not is_control(c) for c in later)
 
     def handle(self, cmd) -> None:
         if isinstance(cmd, Play):
