@@ -136,7 +136,7 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
     r = json.loads(capsys.readouterr().out)
     for set_name in ("clean", "as_played"):
         rows = r[set_name]
-        for name in ("model", "model_critic", "copy", "random_target"):
+        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
             assert {"target_accuracy", "chroma", "onsets"} <= set(rows[name]), (set_name, name)
             assert 0.0 <= rows[name]["target_accuracy"] <= 1.0
         assert rows["copy"]["chroma"] > 0.9  # the source against itself (as played: against its score)

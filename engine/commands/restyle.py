@@ -26,7 +26,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--candidates", type=int, default=1,
-                        help="sample this many and keep the one the model's style critic rates most in the style")
+                        help="sample this many and keep the best by the style critic plus the similarity to yours")
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same result")
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a restyle model (default: the shipped one)")
     parser.add_argument("--wav", default=None, help="also render the result to this WAV file (FluidSynth)")

@@ -34,9 +34,12 @@ from engine.music.vocab import DEFAULT_VOCAB, Vocab
 class GrammarState:
     """The stream's state as far as the grammar needs it. Feed it every token, in order."""
 
-    def __init__(self, vocab: Vocab = DEFAULT_VOCAB, meter: Meter = Meter(), allow_eos: bool = True) -> None:
+    def __init__(self, vocab: Vocab = DEFAULT_VOCAB, meter: Meter = Meter(), allow_eos: bool = True,
+                 role_written: bool = True) -> None:
         self.vocab = vocab
         self.decoder = StreamDecoder(vocab)
+        if not role_written:  # a fresh stream, as an encoder writes it: its first note comes after a ROLE token
+            self.decoder.role = -1
         self.bar_ticks = meter.bar_ticks(vocab.config.ticks_per_beat)
         self.allow_eos = allow_eos
         self.last_bar: int | None = None  # tick of the last BAR seen

@@ -20,8 +20,9 @@ The knobs besides style and amount:
                        would start a note, the note is the phrase's next pitch): the same tune, phrased in
                        the target style's rhythm (a folk tune as a chorale line)
     temperature, top_p the sampler's
-    candidates > 1     several restyled phrases are sampled and the critic picks the one most in the target
-                       style (offline; live decodes one, as its notes must start at the next bar)
+    candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
+                       probability of the target style plus its chroma similarity to the phrase (offline;
+                       live decodes one, as its notes must start at the next bar)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from engine.errors import ModelError, SidemanError
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask_np
 from engine.music.melody import NO_STYLE, ROLE, Melody, decode_melody, encode_melody
+from engine.music.similarity import chroma_similarity
 from engine.music.styles import STYLE_NAMES, style_index
 from engine.music.tokens import DecodedEvent
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
@@ -114,7 +116,8 @@ class Restyler:
         return RestyleDecode(self, melody, tokens, settings, Sampler(sampling))
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
-        """The phrase restyled (the best of `candidates` by the critic when more than one)."""
+        """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability
+        of the target style plus the chroma similarity to the phrase (each 0..1)."""
         best, best_score = None, -1.0
         for k in range(settings.candidates):
             decode = self.begin(melody, settings, seed=None if seed is None else seed + k)
@@ -122,7 +125,8 @@ class Restyler:
             out = decode.result()
             if settings.candidates == 1:
                 return out
-            score = float(self.own_style(encode_melody(out, self.vocab))[style_index(settings.style)])
+            style = float(self.own_style(encode_melody(out, self.vocab))[style_index(settings.style)])
+            score = style + chroma_similarity(melody, out, self.vocab)
             if score > best_score:
                 best, best_score = out, score
         return best
@@ -141,7 +145,9 @@ class RestyleDecode:
         self.meter = melody.meter
         self.bars = melody.bars
         self.end = melody.length_ticks(v)
-        self.state = GrammarState(v, melody.meter, allow_eos=False)
+        # a fresh stream: ROLE_player comes before the first note, as in every training stream (with the
+        # decoder's default role the grammar would forbid it, and the line would start off the training data)
+        self.state = GrammarState(v, melody.meter, allow_eos=False, role_written=False)
         self.tokens: list[int] = []
         self.done = False
         self.budget = self.bars * settings.max_tokens_per_bar

@@ -12,7 +12,10 @@ style, from the phrase as written (clean) and as a person plays it (`play_melody
                        (all style, no content), through the same measures
     reconstruction     teacher-forced token accuracy of the decoder given z and the phrase's own style
                        (same style in and out), and amount 0 sampled: chroma to the source
-    critic             the same with `candidates` sampled and the critic choosing (kept only if it helps)
+    critic             the same with `candidates` sampled, the one kept best by the critic's probability of the
+                       target plus its chroma similarity to the source (kept only if it helps)
+    keep               the knobs: the phrase's rhythm kept (the model picks the pitches), its pitches kept
+                       (the model picks when each sounds)
     disentanglement    a probe (an MLP trained on z of train phrases) predicting the style from z of test
                        phrases: for the model, and for the ablation trained without the adversary
 """
@@ -125,7 +128,7 @@ def reconstruction_accuracy(session: ModelSession, phrases, rng=None) -> float:
 def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | None = None,
                      classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
                      temperature: float = 0.8, candidates: int = 4, probe_per_style: int = 300,
-                     as_played: bool = True, data_limit: int = 0) -> dict:
+                     as_played: bool = True, data_limit: int = 0, probe_only: bool = False) -> dict:
     t0 = time.monotonic()
     corpus = style_corpus(data_limit)
     judge = load_classifier(classifier)
@@ -137,6 +140,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     played = {id(p): play_melody(p.melody, rng) for p in phrases}
     k = len(STYLE_NAMES)
     sets = [("clean", lambda p: p.melody)] + ([("as_played", lambda p: played[id(p)])] if as_played else [])
+    sets = [] if probe_only else sets
     report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
                     "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
                     "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
@@ -147,7 +151,9 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     base_rng = np.random.default_rng(seed + 2)
     for set_name, source_of in sets:
         rows = {"pairs": {}}
-        for variant, n_cand in (("model", 1), ("model_critic", candidates)):
+        variants = (("model", 1, "nothing"), ("model_critic", candidates, "nothing"), ("keep_rhythm", 1, "rhythm"),
+                    ("keep_pitches", 1, "pitches"))
+        for variant, n_cand, keep in variants:
             sources, outputs, targets = [], [], []
             pair_hits = np.zeros((k, k))
             pair_n = np.zeros((k, k))
@@ -155,7 +161,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                 for t in range(k):
                     if t == p.style:
                         continue
-                    settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0,
+                    settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, keep=keep,
                                                sampling=SamplingConfig(temperature, 0, 0.95, None),
                                                candidates=n_cand)
                     out = restyler.restyle(source_of(p), settings, seed=seed * 1000 + i * 10 + t)
@@ -226,7 +232,8 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
 
 
 def format_report(r: dict) -> str:
-    lines = [f"restyle eval: {r['model']} ({r['per_style']} test phrases per style, every pair; "
+    lines = [f"restyle eval: {r['model']} ({r['per_style']} test phrases per style, every pair, temperature "
+             f"{r['temperature']}; "
              f"classifier ceiling {r['ceiling']['clean']:.3f} clean / {r['ceiling']['as_played']:.3f} as played)"]
     for set_name in ("clean", "as_played"):
         if set_name not in r:
@@ -234,7 +241,7 @@ def format_report(r: dict) -> str:
         rows = r[set_name]
         lines.append(f"  {set_name}:")
         lines.append(f"    {'':<16}{'target acc':>11}{'chroma':>9}{'onsets':>9}")
-        for name in ("model", "model_critic", "copy", "random_target"):
+        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
             x = rows[name]
             lines.append(f"    {name:<16}{x['target_accuracy']:>11.3f}{x['chroma']:>9.3f}{x['onsets']:>9.3f}")
         a0 = rows["amount_0"]
