@@ -143,6 +143,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     sets = [] if probe_only else sets
     report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
                     "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
+                    "candidates": candidates,
                     "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
                                 "as_played": judge.card["metrics"]["test_accuracy_played"]},
                     "chance": 1.0 / k}
