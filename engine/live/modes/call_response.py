@@ -97,6 +97,18 @@ def answer_mask(grammar: GrammarState, constraints: Constraints, remaining_ticks
     return mask
 
 
+def kept_tokens(tokens: list[int], ticks: list[int], cut_tick: float, vocab) -> int:
+    """How many of an answer's tokens a cut at `cut_tick` keeps: those up to the cut, less the note-ons
+    (and the role and velocity tokens before them) at the cut tick itself. A note the player cuts in on
+    was cut on the wire as it began; kept, it would have to last a tick, and the player's note would be
+    encoded a tick late."""
+    keep = bisect.bisect_right(ticks, cut_tick)
+    while keep > 0 and ticks[keep - 1] >= cut_tick and (
+            vocab.is_note_on(tokens[keep - 1]) or vocab.is_role(tokens[keep - 1]) or vocab.is_velocity(tokens[keep - 1])):
+        keep -= 1
+    return keep
+
+
 # -- the answer in progress ------------------------------------------------------------------------
 
 
@@ -403,7 +415,7 @@ class Generator(ModelPart):
         self._flush()
         tick = self.stream_tick(cmd.tick)
         started = tick >= answer.start and not answer.speculative
-        keep = bisect.bisect_right(answer.ticks, tick) if started else 0
+        keep = kept_tokens(answer.tokens, answer.ticks, tick, self.vocab) if started else 0
         if started and keep == len(answer.tokens) and not answer.generating:
             self._turn_pending = True
             return  # the answer had played out

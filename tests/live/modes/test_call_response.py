@@ -8,7 +8,7 @@ import time
 import pytest
 
 from engine.live.clock import Meter
-from engine.live.modes.call_response import Cut, Generator, Prepare, Respond, answer_mask
+from engine.live.modes.call_response import Cut, Generator, Prepare, Respond, answer_mask, kept_tokens
 from engine.live.part import Configure, PartConfig, PlayerEvent, Rebase
 from engine.model.grammar import GrammarState
 from engine.model.modelfile import load_model
@@ -158,7 +158,9 @@ def test_cut_in_rolls_back_what_was_not_played_and_closes_the_rest(rig):
     gen.submit(PlayerEvent(cut_tick, (0x90, 72, 100)))
     settle(gen)
     assert sched.cuts == ["r1"] and gen.stats.cut_ins == 1
-    keep = sum(1 for t in answer.ticks if t <= cut_tick)
+    keep = kept_tokens(answer.tokens, answer.ticks, cut_tick, V)  # up to the cut, less note-ons at the cut tick
+    assert keep == sum(1 for t in answer.ticks if t <= cut_tick) - sum(
+        1 for tok, t in zip(answer.tokens, answer.ticks) if t == cut_tick and (V.is_note_on(tok) or V.is_role(tok) or V.is_velocity(tok)))
     assert 0 < keep < len(all_tokens) and gen.stats.rolled_back_tokens == len(all_tokens) - keep
     history = session.history
     n_before = len(history) - (session.position - start_pos)
