@@ -87,9 +87,9 @@ def notes_of_file(path: Path) -> list[Note]:
 
 @pytest.mark.parametrize("held", [None, 0.7])
 def test_three_voices_under_the_example_melody_sound_with_it(held, tmp_path):
-    """Regression guards from the shipped model's own numbers on this melody (CR 0.80-0.84, UR 0.02-0.05,
-    about 1.5-2 notes per melody note in each voice): the issue's targets (CR within 0.03 of Bach's 0.94)
-    are not met yet, see the README."""
+    """Regression guards from the shipped model's own numbers on this melody with the consonance guard
+    (CR 0.86-0.91, UR 0.03-0.05, about 1.5-2.5 notes per melody note in each voice): the issue's targets
+    (CR within 0.03 of Bach's 0.94) are not met yet, see the README."""
     from engine.music.metrics import estimate_key
 
     melody = MELODY
@@ -114,7 +114,9 @@ def test_three_voices_under_the_example_melody_sound_with_it(held, tmp_path):
         results.append(accompaniment_metrics(notes, 96))
     cr = sum(m.cr for m in results) / len(results)
     ur = sum(m.ur for m in results) / len(results)
-    assert cr >= 0.70 and ur <= 0.15, (cr, ur)
-    # in the melody's key (as written: 0.84; as played the model strays more, 0.72, where an 8-note scale
-    # holds 0.67 of random pitch classes: its harmony is the weak part, see the README)
-    assert sum(in_key) / len(in_key) >= (0.75 if held is None else 0.68)
+    assert cr >= 0.80 and ur <= 0.10, (cr, ur)
+    # in the melody's key: 0.64 as written (seeds 1-3), where an 8-note scale holds 0.67 of random pitch
+    # classes. Before the consonance guard and the expiry of stale predictions it was 0.84 as written (and CR
+    # 0.80-0.84): a guarded voice takes the consonance the model offers, often chromatic (G#, C# under an E
+    # minor tune). The harmony's key is the weak part, see the README
+    assert sum(in_key) / len(in_key) >= 0.60

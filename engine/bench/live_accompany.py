@@ -157,6 +157,50 @@ def offline_consonance(model_path: str, melodies_ticks, spt: float, seed: int) -
     return consonance(notes)
 
 
+def offline_revision_ms(model_path: str, melodies_ticks, window_ticks: float, lookahead_ticks: float,
+                        seed: int) -> list[float]:
+    """The machine's own reference for a revision's work: the same revisions as the live mode's (the plan
+    `lookahead_ticks` ahead, the window committed, then the player's event cut in and the plan made again
+    past the window), timed in this process with nothing running beside it (ms)."""
+    import math
+
+    from engine.model.accompanist import EXPIRE_AFTER_TICKS, Accompanist, voice_constraints
+    from engine.model.modelfile import load_model
+    from engine.model.sampler import Sampler, SamplingConfig
+    from engine.model.session import ModelSession
+    from engine.music.harmony import VOICE_RANGES
+    from engine.music.tokens import Meter
+    from engine.music.vocab import DEFAULT_VOCAB as V
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        session = ModelSession(load_model(model_path, V), device="cpu", threads=1)
+    out = []
+    for k, (_, msgs) in enumerate(melodies_ticks):
+        planner = Accompanist(session, V, Sampler(SamplingConfig(0.9, 0, 0.95, seed + k)), Meter(),
+                              constraints=voice_constraints((1, 2, 3), VOICE_RANGES), predict_player=True)
+        planner.begin("bach")
+        for t, data in msgs:
+            commit = t + window_ticks
+            planner.expire_predictions(t - EXPIRE_AFTER_TICKS)
+            planner.floor = max(planner.floor, math.ceil(commit))
+            for _ in range(512):
+                if not planner.generating() or planner.position >= t + lookahead_ticks:
+                    break
+                planner.step()
+            planner.commit(commit)
+            t0 = time.perf_counter()
+            planner.player(t, tuple(data))
+            planner.floor = max(planner.floor, math.ceil(commit))
+            for _ in range(512):
+                if not planner.generating() or planner.position >= commit:
+                    break
+                planner.step()
+            if planner.generating():
+                out.append((time.perf_counter() - t0) * 1000.0)
+    return out
+
+
 def bench_preset(bpm: float):
     from engine.presets import PRESET_DIR, load_preset
 
@@ -249,6 +293,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
     # offline, per melody, on the ticks the player meant (the same human timing)
     off_cr, off_ur = offline_consonance(model_path, placed, spt, seed)
+    window_ticks = preset.accompany.commit_ms / 1000.0 / spt
+    reference_ms = offline_revision_ms(model_path, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed)
     committed = stats.committed_notes
     return {
         "mode": "accompany",
@@ -256,6 +302,9 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "bpm": bpm, "melodies": n, "melody_bars": MELODY_BARS, "wall_s": round(wall, 1),
         "commit_ms": preset.accompany.commit_ms, "lookahead_beats": preset.accompany.lookahead_beats,
         **_stats(stats.revision_ms, "revision_ms"),
+        **_stats(stats.revision_wait_ms, "revision_wait_ms"),
+        **_stats(stats.revision_work_ms, "revision_work_ms"),
+        **_stats(reference_ms, "revision_offline_ms"),
         **_stats(stats.commit_lead_ms, "commit_lead_ms"),
         **_stats(stats.step_ms, "token_step_ms"),
         "committed_notes": committed, "late_notes": stats.late_notes,
@@ -267,6 +316,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
         "output_lost_in_jack": output_lost,
         "dropped": status["dropped"], "late": status["late"], "revisions": stats.revisions,
+        "expired_predictions": part.planner.stats.expired_predictions,
         "cr_live": round(live_cr, 4), "ur_live": round(live_ur, 4),
         "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4),
         "cr_gap": round(off_cr - live_cr, 4),
@@ -280,7 +330,10 @@ def report(r: dict) -> str:
         f"sideman bench live --mode accompany: {r['melodies']} melodies of {r['melody_bars']} bars as played, "
         f"{r['bpm']:g} BPM, in {r['wall_s']} s; commit window {r['commit_ms']:g} ms, lookahead {r['lookahead_beats']:g} beats",
         f"  player event -> revised plan past the commit window: p50 {r['revision_ms_p50']} ms, p99 {r['revision_ms_p99']} ms "
-        f"(n {r['revision_ms_n']})",
+        f"(n {r['revision_ms_n']}); of which waiting for the model thread p50 {r['revision_wait_ms_p50']} ms, "
+        f"p99 {r['revision_wait_ms_p99']} ms, its work p50 {r['revision_work_ms_p50']} ms, p99 {r['revision_work_ms_p99']} ms",
+        f"  the same revisions in one process, nothing beside them (this machine's reference): "
+        f"p50 {r['revision_offline_ms_p50']} ms, p99 {r['revision_offline_ms_p99']} ms",
         f"  commit lead (committed -> sounds): p50 {r['commit_lead_ms_p50']} ms, p99 {r['commit_lead_ms_p99']} ms",
         f"  planned notes in time: {r['committed_notes'] - r['late_notes']} of {r['committed_notes']} "
         f"({r['in_time_share']}); scheduler dropped {r['dropped']}, late {r['late']}",

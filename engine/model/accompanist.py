@@ -4,8 +4,8 @@ player's events by exact rollback.
 The stream is an ACCOMPANY stream (`engine.music.tokens.accompaniment_order`): at each tick the
 sideman's events come before the player's, so the sideman's notes at a tick never depend on the player's
 notes there. After the player's last event the accompanist holds a *plan*: the sideman's tokens sampled
-ahead with the player's role masked (the plan assumes the player adds nothing until their next event
-arrives, which is exactly what is known then). A prefix of the plan is *committed* (handed to the
+ahead, with the player's role masked (the plan assumes the player adds nothing until their next event
+arrives) or, with `predict_player`, with the player's next events predicted too (never played). A prefix of the plan is *committed* (handed to the
 scheduler; never retracted or changed); the rest may still change. A player event at tick q:
 
   1. cuts the plan at its first token past q (the sideman's events at q stay: they come first at q);
@@ -14,11 +14,20 @@ scheduler; never retracted or changed); the rest may still change. A player even
   3. feeds the player's event, then the committed sideman events past q, re-encoded in stream order;
   4. `step()` then regenerates the rest of the plan from there.
 
+A prediction of the player's (`predict_player`) that the clock passes unplayed is taken out as soon as it
+is stale (`expire_predictions`), re-feeding the committed events after it then, off the revision's path.
+
 New sideman events are only ever planned at or after `floor` (the live mode sets it to the end of the
 commit window; never at or before the player's last event's tick), so committed events never change; the
 stream reaches the floor in one sampled shift (one long enough), never a run of short ones.
 When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
 sideman's notes there and rests; the player's next event starts it again.
+While the player plays, voices silent for `enter_after` ticks must enter on the next beat, and with the
+consonance guard a voice's new note keeps the melody's note with at least one consonant voice.
+
+A cut restores the encoder and grammar from the last checkpoint before it (every CHECKPOINT_EVERY sampled
+tokens) and replays only the rest; tokens reach the session in one batched feed before the next sample
+(`_sync`), and tokens a cut drops before the session saw them are never decoded.
 
 The live mode (engine.live.modes.accompany) runs this on its model thread and `sideman accompany` runs it
 offline: the same code, so the offline result is what the live mode plays with a commit window of zero.
@@ -26,28 +35,44 @@ offline: the same code, so the offline result is what the live mode plays with a
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Sequence
 
 import numpy as np
 
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, allowed_mask_np
+from engine.music.harmony import CONSONANT
 from engine.music.tokens import Meter, StreamEncoder, quantize
 from engine.music.vocab import Vocab
 
 log = logging.getLogger(__name__)
 
 PLAYER = 0
+EXPIRE_AFTER_TICKS = 1  # a prediction of the player's is stale this long after its tick (see expire_predictions)
 VOICES = (1, 2, 3)  # the sideman's roles: alto, tenor, bass under a chorale tune
+CHECKPOINT_EVERY = 8  # plan tokens between snapshots of the encoder and grammar (a cut replays fewer)
 SILENCE_KEEP_BARS = 2  # a longer silence of the player's is shortened to this many empty bars
 
 
 def voice_constraints(voices, ranges, key_pitch_classes=None) -> dict[int, Constraints]:
     """Each voice (role r) one note at a time within ranges[r - 1], in the key when one is given."""
     return {r: Constraints(key_pitch_classes, *ranges[r - 1], max_polyphony=1) for r in voices}
+
+
+@lru_cache(maxsize=4096)
+def _consonant_ons(vocab: Vocab, melody: frozenset[int]) -> np.ndarray:
+    """Bool (V,): True except the note-ons that form no consonant interval with any of the melody's pitches."""
+    out = np.ones(vocab.size, dtype=bool)
+    pitches = np.arange(vocab.config.n_pitches)
+    ok = np.zeros(vocab.config.n_pitches, dtype=bool)
+    for m in melody:
+        ok |= np.isin((m - pitches) % 12, sorted(CONSONANT))
+    out[vocab.note_on_base:vocab.note_on_base + vocab.config.n_pitches] = ok
+    out.setflags(write=False)
+    return out
 
 
 @dataclass
@@ -71,6 +96,7 @@ class AccompanistStats:
     refed_events: int = 0  # committed events re-encoded after a player event before them
     dropped_uncommitted: int = 0  # planned events thrown away before they were committed
     rests: int = 0  # times the sideman finished at a bar line and rested
+    expired_predictions: int = 0  # predictions of the player's taken out when their time passed unplayed
 
 
 @dataclass
@@ -89,7 +115,8 @@ class Accompanist:
     def __init__(self, session, vocab: Vocab, sampler: Sampler, meter: Meter = Meter(),
                  voices: Sequence[int] = VOICES, constraints: dict[int, Constraints] | None = None,
                  rest_after_ticks: int | None = None,
-                 rollback: Callable[[int], None] | None = None, predict_player: bool = False) -> None:
+                 rollback: Callable[[int], None] | None = None, predict_player: bool = False,
+                 consonance_guard: bool = True) -> None:
         self.session = session
         self.vocab = vocab
         self.sampler = sampler
@@ -105,7 +132,15 @@ class Accompanist:
         # `sideman eval --task accompany` (the row "predicting the player") for what it changes
         self.predict_player = predict_player
         self._first_predicted: int | None = None  # index of the plan's first predicted player token
+        self._first_predicted_tick = 0  # ... and its tick
         self._predicted_tick = -1  # the tick of the last predicted player token: no sideman event after it there
+        # consonance_guard: while no sideman note sounding is consonant with the melody's, a voice's new note
+        # must be (a voice may still pass through a dissonance while another holds the harmony)
+        self.consonance_guard = consonance_guard
+        # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
+        # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
+        self.enter_after = vocab.config.ticks_per_beat
+        self._silent_since = 0  # the tick the sideman's last note ended (or the player began)
         self.stats = AccompanistStats()
         self.floor = 0  # new sideman events only at ticks >= floor
         self.last_player_tick = -1  # the tick of the player's last event in the stream
@@ -117,7 +152,13 @@ class Accompanist:
         self.tokens: list[int] = []  # the plan: tokens after the base, fed to the session
         self.events: list[PlannedEvent] = []  # their sideman note events
         self._last_token: int | None = None
+        # tokens in the stream (grammar, encoder, plan) not yet in the session: a revision's player tokens
+        # and re-fed events go to the model in one batched feed before the next sample (see _sync)
+        self._unfed: list[int] = []
         self._base: _Base | None = None
+        # (plan tokens, encoder, grammar) every CHECKPOINT_EVERY sampled tokens: a cut restores the last
+        # one before it and replays only the tokens after (a replay of a whole 2-beat plan cost ~2 ms live)
+        self._checkpoints: list[tuple[int, StreamEncoder, GrammarState]] = []
         self._closed_at: int | None = None  # the rest bar whose closing note-offs are in the plan
 
     # -- the stream ------------------------------------------------------------------------------
@@ -125,6 +166,7 @@ class Accompanist:
     def begin(self, style: str = "none") -> None:
         """A new stream: BOS, ACCOMPANY, the style."""
         self.session.reset()
+        self._unfed = []
         self.encoder = StreamEncoder(self.vocab, self.meter)
         self.grammar = GrammarState(self.vocab, self.meter, allow_eos=False)
         self.tokens, self.events = [], []
@@ -182,6 +224,8 @@ class Accompanist:
         self.stats.revisions += 1
         enc = self.encoder
         is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
+        if is_note_on and not self.started:
+            self._silent_since = q
         if is_note_on:
             # the stream begins at the bar of the player's first note (no training piece opens with empty
             # bars); a later silence is shortened to SILENCE_KEEP_BARS empty bars
@@ -208,6 +252,27 @@ class Accompanist:
             return []
         due_now, refeed = self._cut(None)
         self._refeed(refeed)
+        return due_now
+
+    @property
+    def predicted_tick(self) -> int | None:
+        """The tick of the plan's first prediction of the player (None: none)."""
+        return self._first_predicted_tick if self._first_predicted is not None else None
+
+    def expire_predictions(self, before_tick: float) -> list[PlannedEvent]:
+        """The clock has passed `before_tick` and the player has not played what the plan predicted before
+        it: take the prediction out now (withdraw_predictions), so the plan goes on from what the player
+        really did, and the player's next event cuts the plan at its own tick, re-feeding only the committed
+        events since (the revision's work stays small however late the player is)."""
+        if self._first_predicted is None or self._first_predicted_tick >= before_tick:
+            return []
+        self.stats.expired_predictions += 1
+        due_now = self.withdraw_predictions()
+        # the voices go on from the next eighth-note line, never from the odd tick where the clock found the
+        # prediction stale: a training piece's voices move on the beat's subdivisions
+        step = max(1, self.vocab.config.ticks_per_beat // 2)
+        origin = self.grammar.last_bar or 0
+        self.floor = max(self.floor, origin + -(-(int(before_tick) + 1 - origin) // step) * step)
         return due_now
 
     def _cut(self, q: int | None) -> tuple[list[PlannedEvent], list[PlannedEvent]]:
@@ -264,10 +329,18 @@ class Accompanist:
         base = self._base
         if cut >= len(self.tokens):
             return
-        self._rollback(base.position + cut)
+        dropped = len(self.tokens) - cut
+        if dropped <= len(self._unfed):  # never given to the model: nothing to roll back
+            del self._unfed[len(self._unfed) - dropped:]
+        else:  # the tokens not given to the model are all among the dropped: the session rolls back the rest
+            self._unfed = []
+            self._rollback(base.position + cut)
         kept = self.tokens[:cut]
-        self.encoder, self.grammar = copy.deepcopy(base.encoder), base.grammar.copy()
-        for t in kept:
+        while self._checkpoints and self._checkpoints[-1][0] > cut:
+            self._checkpoints.pop()
+        start, encoder, grammar = self._checkpoints[-1] if self._checkpoints else (0, base.encoder, base.grammar)
+        self.encoder, self.grammar = encoder.copy(), grammar.copy()
+        for t in kept[start:]:
             self.encoder.observe(t)
             self.grammar.feed(t)
         self._last_token = kept[-1] if kept else base.last_token
@@ -280,20 +353,38 @@ class Accompanist:
 
     def _mark_base(self) -> None:
         del self.grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
-        self._base = _Base(self.session.position, copy.deepcopy(self.encoder), self.grammar.copy(),
+        self._base = _Base(self._stream_length(), self.encoder.copy(), self.grammar.copy(),
                            self._last_token)
         self.tokens = []
+        self._checkpoints = []
         self._first_predicted = None
 
+    def _stream_length(self) -> int:
+        """The stream's length in tokens: the session's and the tokens still to give it."""
+        return self.session.position + len(self._unfed)
+
+    def _sync(self) -> None:
+        """The tokens not yet given to the model, in one batched feed (one native call for a revision)."""
+        if self._unfed:
+            tokens, self._unfed = self._unfed, []
+            self.session.feed(tokens)
+
+    def sync(self) -> None:
+        """Everything in the stream into the session (before reading the session from outside)."""
+        self._sync()
+
     def _feed(self, tokens: list[int], plan: bool = False) -> None:
-        """Tokens into the session, the grammar (and, for plan tokens, the plan and its events)."""
+        """Tokens into the stream: the grammar (and, for plan tokens, the plan and its events) now, the
+        session at the next _sync."""
         if not tokens:
             return
-        self.session.feed(tokens)
+        self._unfed += tokens
         v = self.vocab
         for t in tokens:
             role = self.grammar.role
             for ev in self.grammar.feed(t):
+                if ev.role != PLAYER:
+                    self._silent_since = max(self._silent_since, ev.tick)
                 if plan and ev.role != PLAYER:
                     self.events.append(PlannedEvent(ev.tick, ev.on, ev.pitch, ev.velocity, ev.role,
                                                     len(self.tokens)))
@@ -301,6 +392,7 @@ class Accompanist:
                                                                      or v.is_velocity(t)))):
                 if self._first_predicted is None:
                     self._first_predicted = len(self.tokens)
+                    self._first_predicted_tick = self.grammar.position
                 self._predicted_tick = self.grammar.position
             if plan:
                 self.tokens.append(t)
@@ -323,6 +415,18 @@ class Accompanist:
                 mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
+        if self._must_enter():
+            keep = np.zeros(v.size, dtype=bool)
+            keep[[v.role(r) for r in self.voices]] = True
+            if g.role in self.voices:
+                keep[v.vel_base:v.vel_base + v.config.velocity_bins] = True
+                keep[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
+            if (mask & keep).any():
+                mask &= keep
+        if self.consonance_guard and g.role != PLAYER:
+            melody = frozenset(p for r, p in g.sounding if r == PLAYER)
+            if melody and not any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
+                mask &= _consonant_ons(v, melody)
         if g.position < self.floor:  # nothing new before the floor: one shift that reaches it (or the bar line)
             mask[: v.shift_base] = False
             mask[v.note_on_base:] = False
@@ -340,6 +444,13 @@ class Accompanist:
             mask[v.shift(1)] = True
         return mask
 
+    def _must_enter(self) -> bool:
+        """On a beat, with the player playing and every voice silent for `enter_after` ticks."""
+        g = self.grammar
+        return (self.started and g.position % self.vocab.config.ticks_per_beat == 0
+                and g.position - self._silent_since >= self.enter_after and self.rest_bar() is None
+                and not self.sideman_sounding)
+
     def step(self) -> list[PlannedEvent]:
         """Sample one token of the plan (or, at the rest bar, close the sideman's notes there); returns
         the sideman events it made (uncommitted)."""
@@ -348,10 +459,14 @@ class Accompanist:
         if rest is not None and self.position >= rest and not self.grammar.bar_pending:
             self._close_at(rest)
             return self.events[n:]
+        self._sync()
         token = self.sampler.sample(self.session.logits, self.mask())
         self.stats.planned_tokens += 1
         self._feed([token], plan=True)
         self.encoder.observe(token)
+        last = self._checkpoints[-1][0] if self._checkpoints else 0
+        if len(self.tokens) - last >= CHECKPOINT_EVERY:  # encoder and grammar both past every plan token
+            self._checkpoints.append((len(self.tokens), self.encoder.copy(), self.grammar.copy()))
         return self.events[n:]
 
     def _close_at(self, tick: int) -> None:
@@ -379,6 +494,7 @@ class Accompanist:
             e.committed = True
         self.started = False
         self.floor = max(self.floor, q + 1)
+        self._sync()
         return closing
 
     def commit(self, before_tick: float) -> list[PlannedEvent]:

@@ -118,7 +118,11 @@ class GrammarState:
             self.feed(t)
 
     def copy(self) -> "GrammarState":
-        return copy.deepcopy(self)
+        """An independent copy sharing the vocabulary (the per-revision path: no deepcopy)."""
+        out = copy.copy(self)
+        out.decoder = self.decoder.copy()
+        out.on_tick = dict(self.on_tick)
+        return out
 
     def _resync(self) -> None:
         """A fed stream may pass bar lines without BAR tokens (e.g. a meter change): keep the phase."""

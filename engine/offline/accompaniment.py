@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import SidemanError
-from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, voice_constraints
+from engine.model.accompanist import EXPIRE_AFTER_TICKS, VOICES, Accompanist, PlannedEvent, voice_constraints
 from engine.model.sampler import Sampler, SamplingConfig
 from engine.music.harmony import VOICE_RANGES
 from engine.music.tokens import Meter, read_midi
@@ -33,6 +33,7 @@ class AccompanySettings:
     key_pitch_classes: frozenset[int] | None = None
     style: str = "none"
     predict_player: bool = True  # the plan also predicts the player's next events (see Accompanist)
+    consonance_guard: bool = True  # no new voice note leaves the melody with no consonant voice (Accompanist)
 
     def __post_init__(self) -> None:
         if not self.voices or any(v not in VOICES for v in self.voices):
@@ -85,24 +86,39 @@ def accompany(session, melody: Melody, settings: AccompanySettings = AccompanySe
     """The sideman's voices for `melody`, planned as the live mode plans them with a commit window of
     `commit_ticks` (0: the offline upper bound): before the player's message at tick q the plan reaches
     past q + window, the events before q + window are committed, then the message revises the rest, and
-    nothing new is planned within a window of it."""
+    nothing new is planned within a window of it; the clock passes every tick, taking out the predictions of
+    the player's it passes unplayed, as the live mode's clock does."""
     planner = Accompanist(session, vocab, Sampler(settings.sampling), melody.meter, settings.voices,
-                          settings.constraints(), predict_player=settings.predict_player)
+                          settings.constraints(), predict_player=settings.predict_player,
+                          consonance_guard=settings.consonance_guard)
     planner.begin(settings.style)
     out: list[PlannedEvent] = []
-    for tick, data in melody.messages:
-        q = int(tick + 0.5)
+    now = 0  # the clock, in ticks: it passes every tick, as the live mode's does
+
+    def clock_at(tick: int) -> None:
+        """What the live mode does as its clock passes `tick`: stale predictions out, the plan past the
+        window, what is inside the window committed."""
+        out.extend(planner.expire_predictions(tick - EXPIRE_AFTER_TICKS))
+        planner.floor = max(planner.floor, tick + commit_ticks)
         for _ in range(MAX_TOKENS_PER_EVENT):
-            if not planner.generating() or planner.position > q + commit_ticks:
+            if not planner.generating() or planner.position > tick + commit_ticks:
                 break
             planner.step()
-        out += planner.commit(q + commit_ticks)
+        out.extend(planner.commit(tick + commit_ticks))
+
+    for tick, data in melody.messages:
+        q = int(tick + 0.5)
+        while now < q:
+            clock_at(now)
+            now += 1
+        clock_at(q)
         out += planner.player(tick, data)
         planner.floor = max(planner.floor, planner.last_player_tick + commit_ticks)
     for _ in range(MAX_TOKENS_PER_EVENT * 4):  # to the next bar line, where the sideman rests
-        if not planner.generating():
+        if not planner.generating() and planner.predicted_tick is None:
             break
-        planner.step()
+        now += 1
+        clock_at(now)
     out += planner.withdraw_predictions()
     out += planner.commit(float("inf"))
     out += planner.close(planner.position)

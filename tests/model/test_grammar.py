@@ -112,3 +112,33 @@ def test_random_walks_under_the_mask_decode_cleanly(seed, role, meter):
     assert dec.invalid == 0
     assert all(b % bar == 0 for b in dec.bars)  # bar lines exactly on the meter's grid
     assert dec.bars == sorted(set(dec.bars))  # one BAR per bar line
+
+
+@settings(max_examples=40, deadline=None)
+@given(note_events(), st.integers(0, 200))
+def test_copies_are_independent_and_equal_to_deep_copies(events, cut):
+    """The revision path's cheap copies (encoder, decoder, grammar) follow the stream as a deepcopy does,
+    and feeding a copy leaves the original as it was."""
+    import copy
+
+    enc = StreamEncoder(V)
+    tokens = encode_events(events, V)
+    cut = min(cut, len(tokens))
+    state = state_after(tokens[:cut])
+    for e in events[: len(events) // 2]:
+        (enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else enc.note_off(e.tick, e.pitch, e.role))
+    cheap, deep = state.copy(), copy.deepcopy(state)
+    cheap_enc, deep_enc = enc.copy(), copy.deepcopy(enc)
+    enc_before = (enc.position, dict(enc.depth), dict(enc.on_tick), enc.role, enc.vel_bin)
+    before = (state.position, sorted(state.sounding), dict(state.on_tick), list(state.decoder.bars))
+    for t in tokens[cut:]:
+        cheap.feed(t)
+        deep.feed(t)
+        assert torch.equal(grammar_mask(cheap, 1), grammar_mask(deep, 1))
+    assert (cheap.position, sorted(cheap.sounding), cheap.on_tick) == (deep.position, sorted(deep.sounding), deep.on_tick)
+    assert (state.position, sorted(state.sounding), dict(state.on_tick), list(state.decoder.bars)) == before
+    for e in events[len(events) // 2:]:
+        a = cheap_enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else cheap_enc.note_off(e.tick, e.pitch, e.role)
+        b = deep_enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else deep_enc.note_off(e.tick, e.pitch, e.role)
+        assert a == b
+    assert (enc.position, dict(enc.depth), dict(enc.on_tick), enc.role, enc.vel_bin) == enc_before

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
-from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, voice_constraints
+from engine.model.accompanist import EXPIRE_AFTER_TICKS, VOICES, Accompanist, PlannedEvent, voice_constraints
 from engine.model.sampler import Constraints
 from engine.music.harmony import VOICE_RANGES
 
@@ -49,6 +49,7 @@ class AccompanyConfig:
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # each voice's lowest, highest pitch
     predict_player: bool = True  # the plan also predicts the player's next events (never played)
+    consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
         return voice_constraints(self.voices, self.ranges, key_pitch_classes)
@@ -58,7 +59,7 @@ class AccompanyConfig:
         a = preset.accompany
         return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
                    lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges,
-                   predict_player=a.predict_player)
+                   predict_player=a.predict_player, consonance_guard=a.consonance_guard)
 
 
 # -- the model thread's commands ---------------------------------------------------------------------
@@ -87,6 +88,10 @@ class AccompanyStats(PartStats):
     # player event reached the daemon -> the revised plan reaches past the commit window (ms): every event
     # the scheduler gets next is decided with the player's event known
     revision_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    # ... of which: waiting for the model thread (arrival -> the thread takes the message), and the
+    # thread's own work from there (cut, feed, the plan's tokens up to the window)
+    revision_wait_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    revision_work_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     # how long before it sounds each note-on was committed (ms)
     commit_lead_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
@@ -108,8 +113,10 @@ class AccompanyPart(ModelPart):
         self.planner = Accompanist(session, vocab, self._sampler, self._meter, accompany.voices,
                                    accompany.constraints(config.key_pitch_classes),
                                    rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
-                                   rollback=self.rollback, predict_player=accompany.predict_player)
+                                   rollback=self.rollback, predict_player=accompany.predict_player,
+                                   consonance_guard=accompany.consonance_guard)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
+        self._revision_taken = 0.0  # perf_counter when the model thread took that event
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
         self.last_due = 0.0  # perf_counter due time of the last event handed to the scheduler
         self.uncommitted = 0  # planned events not handed to the scheduler yet
@@ -132,7 +139,8 @@ class AccompanyPart(ModelPart):
         # for other threads (status, tests): a plain attribute, never the planner's state mid-change
         self.state = "playing" if playing else "resting" if p.resting else "waiting"
         self.uncommitted = len(p.uncommitted())
-        return playing or self.uncommitted > 0
+        # a prediction of the player's still in the stream (at the rest bar too) is taken out when stale
+        return playing or self.uncommitted > 0 or p.predicted_tick is not None
 
     def _ticks(self) -> tuple[float, float, float]:
         """(now, the commit horizon, the plan's horizon) in stream ticks."""
@@ -149,17 +157,22 @@ class AccompanyPart(ModelPart):
         pending = self.planner.uncommitted()
         if pending and pending[0].tick < commit:
             return 0.0
+        predicted = self.planner.predicted_tick
+        if predicted is not None and predicted < now - EXPIRE_AFTER_TICKS:
+            return 0.0
         if self.planner.generating() and self.planner.position < plan:
             return 0.0
         next_commit = pending[0].tick - commit if pending else math.inf
         next_plan = self.planner.position - plan if self.planner.generating() else math.inf
-        wait_ticks = min(next_commit, next_plan)
+        next_expiry = predicted + EXPIRE_AFTER_TICKS - now if predicted is not None else math.inf
+        wait_ticks = min(next_commit, next_plan, next_expiry)
         return 0.05 if wait_ticks == math.inf else max(0.0005, wait_ticks * self.clock.seconds_per_tick)
 
     def step(self) -> None:
         now, commit, plan = self._ticks()
-        self._commit(commit)
         p = self.planner
+        self._send(p.expire_predictions(now - EXPIRE_AFTER_TICKS))
+        self._commit(commit)
         if p.generating() and p.position < plan:
             p.sampler = self._sampler
             p.floor = max(p.floor, math.ceil(commit))
@@ -169,7 +182,10 @@ class AccompanyPart(ModelPart):
             self._commit(commit)
         if self._revision_from is not None and (p.position >= commit or not p.generating()):
             # the revised plan reaches past the commit window: whatever is committed next is decided
-            self.stats.revision_ms.append((time.perf_counter() - self._revision_from) * 1000.0)
+            done = time.perf_counter()
+            self.stats.revision_ms.append((done - self._revision_from) * 1000.0)
+            self.stats.revision_wait_ms.append((self._revision_taken - self._revision_from) * 1000.0)
+            self.stats.revision_work_ms.append((done - self._revision_taken) * 1000.0)
             self._revision_from = None
 
     def handle(self, cmd) -> None:
@@ -192,6 +208,7 @@ class AccompanyPart(ModelPart):
     # -- the player --------------------------------------------------------------------------------
 
     def on_player(self, cmd: PlayerEvent) -> None:
+        taken = time.perf_counter()
         tick = self.stream_tick(cmd.tick)
         n = self.planner.stats.rolled_back_tokens
         due_now = self.planner.player(tick, cmd.data)
@@ -199,7 +216,8 @@ class AccompanyPart(ModelPart):
         self.stats.rolled_back_tokens += self.planner.stats.rolled_back_tokens - n
         self._send(due_now)
         if isinstance(cmd, Played) and self.planner.generating():
-            self._revision_from = cmd.arrived
+            if self._revision_from is None:  # a revision still pending keeps its first event's times
+                self._revision_from, self._revision_taken = cmd.arrived, taken
 
     # -- out ---------------------------------------------------------------------------------------
 
@@ -240,6 +258,7 @@ class AccompanyPart(ModelPart):
         p.constraints = config.constraints(self.config.key_pitch_classes)
         p.rest_after = int(round(config.rest_after_beats * self.vocab.config.ticks_per_beat))
         p.predict_player = config.predict_player
+        p.consonance_guard = config.consonance_guard
 
 
 # -- the mode, on the conductor thread ------------------------------------------------------------------

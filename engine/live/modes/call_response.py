@@ -20,7 +20,6 @@ ends it with note-offs.
 from __future__ import annotations
 
 import bisect
-import copy
 import logging
 import math
 import time
@@ -299,7 +298,7 @@ class Generator(ModelPart):
         start, end = int(self.stream_tick(start_tick)), int(self.stream_tick(end_tick))
         self._flush()
         del self._grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
-        pre_pos, pre_enc, pre_grammar, pre_last = (self.session.position, copy.deepcopy(enc),
+        pre_pos, pre_enc, pre_grammar, pre_last = (self.session.position, enc.copy(),
                                                    self._grammar.copy(), self._last_token)
         prefix = enc.advance_to(start) + enc.turn()
         self._turn_pending = False
@@ -424,7 +423,7 @@ class Generator(ModelPart):
         self.stats.rolled_back_tokens += len(answer.tokens) - keep + (0 if started else len(answer.prefix))
         kept = answer.tokens[:keep]
         self.rollback(answer.start_pos + keep if started else answer.pre_pos)
-        enc, grammar = copy.deepcopy(answer.encoder), answer.grammar.copy()
+        enc, grammar = answer.encoder.copy(), answer.grammar.copy()
         self._last_token = answer.pre_last
         if started:
             for t in answer.prefix:
