@@ -5,8 +5,9 @@ The stream is an ACCOMPANY stream (`engine.music.tokens.accompaniment_order`): a
 sideman's events come before the player's, so the sideman's notes at a tick never depend on the player's
 notes there. After the player's last event the accompanist holds a *plan*: the sideman's tokens sampled
 ahead, with the player's role masked (the plan assumes the player adds nothing until their next event
-arrives) or, with `predict_player`, with the player's next events predicted too (never played). A prefix of the plan is *committed* (handed to the
-scheduler; never retracted or changed); the rest may still change. A player event at tick q:
+arrives) or, with `predict_player`, with the player's next events predicted too (never played). A
+prefix of the plan is *committed* (handed to the scheduler; never retracted or changed); the rest may
+still change. A player event at tick q:
 
   1. cuts the plan at its first token past q (the sideman's events at q stay: they come first at q);
   2. rolls the session back to the cut exactly (KV rollback, no re-prefill), and the encoder and grammar
@@ -368,10 +369,6 @@ class Accompanist:
         if self._unfed:
             tokens, self._unfed = self._unfed, []
             self.session.feed(tokens)
-
-    def sync(self) -> None:
-        """Everything in the stream into the session (before reading the session from outside)."""
-        self._sync()
 
     def _feed(self, tokens: list[int], plan: bool = False) -> None:
         """Tokens into the stream: the grammar (and, for plan tokens, the plan and its events) now, the
