@@ -158,13 +158,13 @@ def offline_consonance(model_path: str, melodies_ticks, spt: float, seed: int) -
 
 
 def offline_revision_ms(model_path: str, melodies_ticks, window_ticks: float, lookahead_ticks: float,
-                        seed: int) -> list[float]:
+                        seed: int, seconds_per_tick: float) -> list[float]:
     """The machine's own reference for a revision's work: the same revisions as the live mode's (the plan
     `lookahead_ticks` ahead, the window committed, then the player's event cut in and the plan made again
     past the window), timed in this process with nothing running beside it (ms)."""
     import math
 
-    from engine.model.accompanist import EXPIRE_AFTER_TICKS, Accompanist, voice_constraints
+    from engine.model.accompanist import Accompanist, expire_after_ticks, voice_constraints
     from engine.model.modelfile import load_model
     from engine.model.sampler import Sampler, SamplingConfig
     from engine.model.session import ModelSession
@@ -182,7 +182,7 @@ def offline_revision_ms(model_path: str, melodies_ticks, window_ticks: float, lo
         planner.begin("bach")
         for t, data in msgs:
             commit = t + window_ticks
-            planner.expire_predictions(t - EXPIRE_AFTER_TICKS)
+            planner.expire_predictions(t - expire_after_ticks(seconds_per_tick))
             planner.floor = max(planner.floor, math.ceil(commit))
             for _ in range(512):
                 if not planner.generating() or planner.position >= t + lookahead_ticks:
@@ -294,7 +294,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     # offline, per melody, on the ticks the player meant (the same human timing)
     off_cr, off_ur = offline_consonance(model_path, placed, spt, seed)
     window_ticks = preset.accompany.commit_ms / 1000.0 / spt
-    reference_ms = offline_revision_ms(model_path, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed)
+    reference_ms = offline_revision_ms(model_path, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
+                                       spt)
     committed = stats.committed_notes
     return {
         "mode": "accompany",

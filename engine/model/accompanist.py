@@ -52,10 +52,17 @@ from engine.music.vocab import Vocab
 log = logging.getLogger(__name__)
 
 PLAYER = 0
-EXPIRE_AFTER_TICKS = 1  # a prediction of the player's is stale this long after its tick (see expire_predictions)
+# a prediction of the player's is stale this long after its tick (see expire_predictions): a person plays
+# 10-30 ms off the grid, so a prediction is not given up while the real note may still be on its way
+EXPIRE_AFTER_MS = 40.0
 VOICES = (1, 2, 3)  # the sideman's roles: alto, tenor, bass under a chorale tune
 CHECKPOINT_EVERY = 8  # plan tokens between snapshots of the encoder and grammar (a cut replays fewer)
 SILENCE_KEEP_BARS = 2  # a longer silence of the player's is shortened to this many empty bars
+
+
+def expire_after_ticks(seconds_per_tick: float) -> float:
+    """EXPIRE_AFTER_MS on the stream's grid at this tempo (at least one tick)."""
+    return max(1.0, EXPIRE_AFTER_MS / 1000.0 / seconds_per_tick)
 
 
 def voice_constraints(voices, ranges, key_pitch_classes=None) -> dict[int, Constraints]:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from engine.errors import SidemanError
-from engine.model.accompanist import EXPIRE_AFTER_TICKS, VOICES, Accompanist, PlannedEvent, voice_constraints
+from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, expire_after_ticks, voice_constraints
 from engine.model.sampler import Sampler, SamplingConfig
 from engine.music.harmony import VOICE_RANGES
 from engine.music.tokens import Meter, read_midi
@@ -94,11 +94,12 @@ def accompany(session, melody: Melody, settings: AccompanySettings = AccompanySe
     planner.begin(settings.style)
     out: list[PlannedEvent] = []
     now = 0  # the clock, in ticks: it passes every tick, as the live mode's does
+    expire_ticks = expire_after_ticks(60.0 / (melody.bpm * vocab.config.ticks_per_beat))
 
     def clock_at(tick: int) -> None:
         """What the live mode does as its clock passes `tick`: stale predictions out, the plan past the
         window, what is inside the window committed."""
-        out.extend(planner.expire_predictions(tick - EXPIRE_AFTER_TICKS))
+        out.extend(planner.expire_predictions(tick - expire_ticks))
         planner.floor = max(planner.floor, tick + commit_ticks)
         for _ in range(MAX_TOKENS_PER_EVENT):
             if not planner.generating() or planner.position > tick + commit_ticks:

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
-from engine.model.accompanist import EXPIRE_AFTER_TICKS, VOICES, Accompanist, PlannedEvent, voice_constraints
+from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, expire_after_ticks, voice_constraints
 from engine.model.sampler import Constraints
 from engine.music.harmony import VOICE_RANGES
 
@@ -158,20 +158,21 @@ class AccompanyPart(ModelPart):
         if pending and pending[0].tick < commit:
             return 0.0
         predicted = self.planner.predicted_tick
-        if predicted is not None and predicted < now - EXPIRE_AFTER_TICKS:
+        expire = expire_after_ticks(self.clock.seconds_per_tick)
+        if predicted is not None and predicted < now - expire:
             return 0.0
         if self.planner.generating() and self.planner.position < plan:
             return 0.0
         next_commit = pending[0].tick - commit if pending else math.inf
         next_plan = self.planner.position - plan if self.planner.generating() else math.inf
-        next_expiry = predicted + EXPIRE_AFTER_TICKS - now if predicted is not None else math.inf
+        next_expiry = predicted + expire - now if predicted is not None else math.inf
         wait_ticks = min(next_commit, next_plan, next_expiry)
         return 0.05 if wait_ticks == math.inf else max(0.0005, wait_ticks * self.clock.seconds_per_tick)
 
     def step(self) -> None:
         now, commit, plan = self._ticks()
         p = self.planner
-        self._send(p.expire_predictions(now - EXPIRE_AFTER_TICKS))
+        self._send(p.expire_predictions(now - expire_after_ticks(self.clock.seconds_per_tick)))
         self._commit(commit)
         if p.generating() and p.position < plan:
             p.sampler = self._sampler
