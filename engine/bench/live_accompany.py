@@ -126,20 +126,26 @@ def notes_ms(timed, channels: dict[int, int]) -> list:
     return out
 
 
-def offline_consonance(model_path: str, melodies_ticks, spt: float, seed: int) -> tuple[float, float]:
-    """CR, UR of the same melodies accompanied offline (commit window 0), notes in ms."""
+def offline_session(model_path: str):
+    """One CPU session of the model, 1 thread, for the bench's offline measurements."""
     from engine.model.modelfile import load_model
-    from engine.model.sampler import SamplingConfig
     from engine.model.session import ModelSession
+    from engine.music.vocab import DEFAULT_VOCAB as V
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return ModelSession(load_model(model_path, V), device="cpu", threads=1)
+
+
+def offline_consonance(session, melodies_ticks, spt: float, seed: int) -> tuple[float, float]:
+    """CR, UR of the same melodies accompanied offline (commit window 0), notes in ms."""
+    from engine.model.sampler import SamplingConfig
     from engine.music.harmony import consonance
     from engine.music.metrics import Note
     from engine.music.tokens import Meter
     from engine.music.vocab import DEFAULT_VOCAB as V
     from engine.offline.accompaniment import AccompanySettings, Melody, accompany
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        session = ModelSession(load_model(model_path, V), device="cpu", threads=1)
     notes = []
     for k, (offset, msgs) in enumerate(melodies_ticks):
         melody = Melody([(t, tuple(d)) for t, d in msgs], Meter(), 60.0 / (spt * 24), msgs[-1][0])
@@ -157,7 +163,7 @@ def offline_consonance(model_path: str, melodies_ticks, spt: float, seed: int) -
     return consonance(notes)
 
 
-def offline_revision_ms(model_path: str, melodies_ticks, window_ticks: float, lookahead_ticks: float,
+def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_ticks: float,
                         seed: int, seconds_per_tick: float) -> list[float]:
     """The machine's own reference for a revision's work: the same revisions as the live mode's (the plan
     `lookahead_ticks` ahead, the window committed, then the player's event cut in and the plan made again
@@ -165,16 +171,11 @@ def offline_revision_ms(model_path: str, melodies_ticks, window_ticks: float, lo
     import math
 
     from engine.model.accompanist import Accompanist, expire_after_ticks, voice_constraints
-    from engine.model.modelfile import load_model
     from engine.model.sampler import Sampler, SamplingConfig
-    from engine.model.session import ModelSession
     from engine.music.harmony import VOICE_RANGES
     from engine.music.tokens import Meter
     from engine.music.vocab import DEFAULT_VOCAB as V
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        session = ModelSession(load_model(model_path, V), device="cpu", threads=1)
     out = []
     for k, (_, msgs) in enumerate(melodies_ticks):
         planner = Accompanist(session, V, Sampler(SamplingConfig(0.9, 0, 0.95, seed + k)), Meter(),
@@ -292,9 +293,10 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     if heard:
         write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
     # offline, per melody, on the ticks the player meant (the same human timing)
-    off_cr, off_ur = offline_consonance(model_path, placed, spt, seed)
+    session = offline_session(model_path)
+    off_cr, off_ur = offline_consonance(session, placed, spt, seed)
     window_ticks = preset.accompany.commit_ms / 1000.0 / spt
-    reference_ms = offline_revision_ms(model_path, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
+    reference_ms = offline_revision_ms(session, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
                                        spt)
     committed = stats.committed_notes
     return {
