@@ -82,6 +82,8 @@ BAD = [
     ("[sampling]\ntop_k = true", "sampling.top_k", "0..10000"),
     ('[response]\nlength_bars = "long"', "response.length_bars", '"match"'),
     ('[response]\nstart = "now"', "response.start", "beat, bar"),
+    ('[response]\nextra_voices = "some"', "response.extra_voices", '"any"'),
+    ("[response]\nextra_voices = 17", "response.extra_voices", "0..16"),
     ("[phrase]\nsilence_beats = 0", "phrase.silence_beats", "(0, 32]"),
     ("[phrase]\nend_cc = 200", "phrase.end_cc", "0..127"),
     ("[cc]\npanic = 21\ntemperature = 21", "cc.panic", "used once"),
@@ -120,6 +122,15 @@ def test_defaults_fill_omitted_sections(tmp_path):
     preset = load_preset(write(tmp_path, 'name = "minimal"'))
     assert preset.clock.source == "internal" and preset.channels.input is None
     assert preset.response.length_bars == 4 and preset.sampling.seed is None
+    assert preset.response.extra_voices == 1
+
+
+def test_extra_voices_any_lets_the_answer_be_as_thick_as_the_model_likes(tmp_path):
+    from engine.live.part import PartConfig
+
+    preset = load_preset(write(tmp_path, '[response]\nextra_voices = "any"'))
+    assert preset.response.extra_voices is None and PartConfig.from_preset(preset).extra_voices is None
+    assert PartConfig.from_preset(load_preset(write(tmp_path, "[response]\nextra_voices = 0"))).extra_voices == 0
 
 
 @pytest.mark.parametrize(

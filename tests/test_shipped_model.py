@@ -139,3 +139,23 @@ def test_the_detached_folk_phrase_gets_an_answer_in_its_register(held, tmp_path)
         peak = max(itertools.accumulate(step for _, step in edges))
         assert peak <= 2, f"seed {seed}: {peak} notes at once on a one-voice tune"
     assert out_of_range / total <= 0.05
+
+
+def test_extra_voices_sets_how_much_thicker_than_the_phrase_the_answer_may_be(tmp_path, caplog):
+    """`--extra-voices 0`: a one-voice tune (held 105 %, its notes overlapping) gets one-voice answers;
+    a word that is not a number or "any" is refused with the fix."""
+    from engine.cli import main
+
+    phrase = tmp_path / "legato.mid"
+    detached(REPO / "examples" / "folk-d-major.mid", phrase, 1.05)
+    for seed in (1, 2, 3):
+        out = tmp_path / f"answer{seed}.mid"
+        assert main(["continue", str(phrase), "-o", str(out), "--seed", str(seed), "--extra-voices", "0"]) == 0
+        _, answer = answer_notes(out)
+        edges = sorted([(s, 1) for s, _, _ in answer] + [(e, -1) for _, e, _ in answer])
+        assert answer and max(itertools.accumulate(step for _, step in edges)) == 1, f"seed {seed}"
+    for word, message in (("many", "--extra-voices takes a number of voices 0..16 or any"),
+                          ("20", "--extra-voices must be 0..16 or any, not 20")):
+        caplog.clear()
+        assert main(["continue", str(phrase), "-o", str(tmp_path / "x.mid"), "--extra-voices", word]) == 1
+        assert message in caplog.text

@@ -25,9 +25,21 @@ def add_arguments(parser) -> None:
     parser.add_argument("--key", default=None, help='keep the answer in a key, e.g. "D minor"')
     parser.add_argument("--low", type=int, default=0, help="lowest pitch the answer may play")
     parser.add_argument("--high", type=int, default=127, help="highest pitch the answer may play")
+    parser.add_argument("--extra-voices", default="1", metavar="N|any",
+                        help="the answer at most N voices thicker than your phrase (default 1: a tune gets a "
+                             "one- or two-voice answer); any: as thick as the model likes")
     parser.add_argument("--wav", default=None, help="also render the result to this WAV file (FluidSynth)")
     parser.add_argument("--png", default=None, help="also draw a piano roll of the result")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+def parse_extra_voices(text: str) -> int | None:
+    if str(text).strip().lower() == "any":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise SidemanError(f"--extra-voices takes a number of voices 0..16 or any, not {text!r}") from None
 
 
 def run(args) -> int:
@@ -40,7 +52,7 @@ def run(args) -> int:
     try:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
         constraints = Constraints.parse(args.key, args.low, args.high)
-        settings = ContinueSettings(args.bars, sampling, constraints)
+        settings = ContinueSettings(args.bars, sampling, constraints, extra_voices=parse_extra_voices(args.extra_voices))
         DEFAULT_VOCAB.style(args.style)
     except ValueError as exc:
         raise SidemanError(str(exc)) from None

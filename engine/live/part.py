@@ -75,6 +75,7 @@ class PartConfig:
     max_polyphony: int = 8
     lookahead_beats: float = 4.0
     style: str = "none"
+    extra_voices: int | None = 1  # call and response: the answer at most this many voices thicker than the phrase
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
@@ -96,6 +97,7 @@ class PartConfig:
             key_pitch_classes=c.key.pitch_classes() if c.key is not None else None,
             max_polyphony=c.max_polyphony,
             style=style,
+            extra_voices=preset.response.extra_voices,
         )
 
 

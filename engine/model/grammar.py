@@ -27,8 +27,12 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from engine.music.texture import PhraseTexture
 from engine.music.tokens import Meter, StreamDecoder
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
+
+
+PLAYER = 0
 
 
 class GrammarState:
@@ -46,6 +50,10 @@ class GrammarState:
         self.next_bar: int | None = None  # tick of the next bar line (None until a BAR is seen)
         self.vel_bin: int | None = None  # the velocity bin last written (None: none yet)
         self.on_tick: dict[tuple[int, int], int] = {}  # (role, pitch) -> tick of its note-on
+        # the player's (role 0) phrase's voices: its count restarts at the player's first note after a
+        # TURN (the TURN before an answer keeps it; the next phrase starts it over)
+        self.player_texture = PhraseTexture()
+        self._turned = False
 
     # ---- what the decoder knows ---------------------------------------------------------------
     @property
@@ -62,6 +70,11 @@ class GrammarState:
 
     def sounding_pitches(self, role: int) -> list[int]:
         return sorted(p for r, p in self.decoder.sounding if r == role)
+
+    @property
+    def player_voices(self) -> int:
+        """The voices of the player's phrase so far (the most notes held together a sixteenth)."""
+        return self.player_texture.peak(self.position)
 
     @property
     def bar_pending(self) -> bool:
@@ -91,7 +104,15 @@ class GrammarState:
         t = int(token)
         role = self.decoder.role
         events = self.decoder.feed(t)
-        if t == v.bar:
+        for e in events:
+            if e.role == PLAYER:
+                if self._turned and e.on:
+                    self.player_texture.restart(e.tick)
+                    self._turned = False
+                self.player_texture.event(e.tick, e.on)
+        if t == v.turn:
+            self._turned = True
+        elif t == v.bar:
             self.last_bar = self.position
             self.next_bar = self.position + self.bar_ticks
         elif v.is_shift(t):
@@ -122,6 +143,7 @@ class GrammarState:
         out = copy.copy(self)
         out.decoder = self.decoder.copy()
         out.on_tick = dict(self.on_tick)
+        out.player_texture = self.player_texture.copy()
         return out
 
     def _resync(self) -> None:

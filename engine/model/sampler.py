@@ -15,7 +15,7 @@ operator costs ~10 us of dispatch here, and the path had ~20 of them per token.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Callable
 
@@ -90,6 +90,20 @@ class Constraints:
         if max_polyphony < 0:
             raise ValueError("max_polyphony must be >= 0 (0 = unlimited)")
         return cls(parse_key(key) if key else None, low, high, max_polyphony)
+
+
+def follow_texture(constraints: Constraints | None, phrase_voices: int, extra_voices: int | None) -> Constraints | None:
+    """The constraints for an answer at most `extra_voices` voices thicker than the phrase it answers
+    (`phrase_voices`: the most notes the phrase held together, engine.music.texture; counted as at
+    least 1). `extra_voices` None: as thick as the model likes, up to the constraints' max_polyphony.
+    A one-voice tune gets a one- or two-voice answer; a chordal phrase may get chords."""
+    if extra_voices is None:
+        return constraints
+    base = constraints if constraints is not None else Constraints()
+    limit = max(1, phrase_voices) + extra_voices
+    if base.max_polyphony:
+        limit = min(limit, base.max_polyphony)
+    return replace(base, max_polyphony=limit)
 
 
 @lru_cache(maxsize=64)

@@ -17,7 +17,7 @@ import torch
 
 from engine.errors import SidemanError
 from engine.model.grammar import GrammarState
-from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask
+from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask, follow_texture
 from engine.music.tokens import DecodedEvent, Meter, StreamDecoder, StreamEncoder, encode_midi, events_to_midi, read_midi
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
@@ -38,10 +38,13 @@ class ContinueSettings:
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.9, top_p=0.95))
     constraints: Constraints | None = None
     max_tokens_per_bar: int = 96  # a safety stop for a model that will not move time
+    extra_voices: int | None = 1  # the answer at most this many voices thicker than the phrase (None: free)
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 64:
             raise SidemanError(f"--bars must be 1..64, not {self.bars}")
+        if self.extra_voices is not None and not 0 <= self.extra_voices <= 16:
+            raise SidemanError(f"--extra-voices must be 0..16 or any, not {self.extra_voices}")
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,12 @@ def continue_prompt(source: TokenSource, prompt: Prompt, settings: ContinueSetti
     end = start + settings.bars * bar_ticks
     state = GrammarState(vocab, prompt.meter)
     state.feed_all(prompt.tokens + bridge)
+    constraints = follow_texture(settings.constraints, state.player_voices, settings.extra_voices)
     logits = source.feed(prompt.tokens + bridge)
     sampler = Sampler(settings.sampling)
     generated = list(bridge)
     for _ in range(settings.bars * settings.max_tokens_per_bar):
-        mask = allowed_mask(state, SIDEMAN, settings.constraints)
+        mask = allowed_mask(state, SIDEMAN, constraints)
         mask[vocab.turn] = False  # the answer ends by time, never by handing the turn back
         token = sampler.sample(logits, mask)
         if token == vocab.eos:

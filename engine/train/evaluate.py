@@ -298,13 +298,18 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                  "noisy_second_half": round(model_losses(module, noisy, half), 4)}
         entry["noise_gap"] = round(entry["noisy_second_half"] - entry["clean_second_half"], 4)
         session = ModelSession(loaded, device="cpu")
-        for set_name, pairs in prompt_sets.items():
-            col = Collected.empty()
-            for prompt, _ in pairs:
-                session.reset()
-                c = continue_prompt(session, prompt, settings)
-                measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
-            entry["musical" if set_name == "clean" else f"musical_{set_name}"] = col.summary(corpus_hist)
+        # as shipped (the answer at most one voice thicker than its phrase), and for the first model also
+        # free (extra_voices "any"): the model's own texture, which the rule hides
+        variants = [("", settings)] + ([("_free_texture", replace(settings, extra_voices=None))] if i == 0 else [])
+        for suffix, variant in variants:
+            for set_name, pairs in prompt_sets.items():
+                col = Collected.empty()
+                for prompt, _ in pairs:
+                    session.reset()
+                    c = continue_prompt(session, prompt, variant)
+                    measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
+                key = "musical" if set_name == "clean" else f"musical_{set_name}"
+                entry[key + suffix] = col.summary(corpus_hist)
         result.setdefault("models", {})[name] = entry
         if i == 0:  # the headline numbers are the first model's
             result["val_loss_model"] = entry["val_loss"]
@@ -317,6 +322,9 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                 for key in ("out_of_range", "register_distance_median", "thicker_share", "density_in_range_share",
                             "held_over_bar", "empty_answers", "in_key"):
                     result[f"{key}_model{suffix}"] = m[key]
+                free = entry[("musical" if set_name == "clean" else f"musical_{set_name}") + "_free_texture"]
+                for key in ("thicker_share", "peak_polyphony_max", "out_of_range", "in_key"):
+                    result[f"{key}_model_free_texture{suffix}"] = free[key]
             result["loss_vs_markov"] = round(1 - entry["val_loss"] / result["val_loss_markov"], 4)
     result["in_key_markov"] = result["markov"]["in_key"]
     result["in_key_reference"] = result["reference"]["in_key"]
@@ -355,6 +363,8 @@ def format_report(r: dict) -> str:
         src = r if set_name == "clean" else r[set_name]
         key = "musical" if set_name == "clean" else f"musical_{set_name}"
         heard = [(n, m[key]) for n, m in r.get("models", {}).items() if key in m] + [
+            (f"{n} (free texture)", m[key + "_free_texture"]) for n, m in r.get("models", {}).items()
+            if key + "_free_texture" in m] + [
             ("markov", src["markov"]), ("reference (test set)", src["reference"])]
         lines += ["", f"{'heard, ' + set_name + ' prompts':28s} {'out>8ve':>8s} {'reg.dist':>8s} {'thicker':>8s} "
                       f"{'dens.ok':>8s} {'held>bar':>8s} {'in-key':>7s} {'empty':>6s}"]

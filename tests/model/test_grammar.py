@@ -142,3 +142,30 @@ def test_copies_are_independent_and_equal_to_deep_copies(events, cut):
         b = deep_enc.note_on(e.tick, e.pitch, e.velocity, e.role) if e.on else deep_enc.note_off(e.tick, e.pitch, e.role)
         assert a == b
     assert (enc.position, dict(enc.depth), dict(enc.on_tick), enc.role, enc.vel_bin) == enc_before
+
+
+def test_the_players_voices_are_counted_per_phrase_and_kept_through_the_turn_before_an_answer():
+    """The call-and-response texture rule reads `player_voices`: a chordal phrase has 3, the next
+    one-voice phrase (after the answer) has 1, and the TURN before an answer forgets nothing."""
+    enc = StreamEncoder(V)
+    toks = enc.begin()
+    for p in (60, 64, 67):  # a three-note chord for a beat
+        toks += enc.note_on(0, p, 80)
+    for p in (60, 64, 67):
+        toks += enc.note_off(24, p)
+    toks += enc.advance_to(BAR_TICKS) + enc.turn()
+    state = state_after(toks)
+    assert state.player_voices == 3  # the turn before the answer keeps the phrase's count
+    toks += enc.note_on(BAR_TICKS, 48, 70, role=1) + enc.note_off(BAR_TICKS + 24, 48, role=1)
+    toks += enc.advance_to(2 * BAR_TICKS) + enc.turn()
+    for i, p in enumerate((62, 64, 66, 67)):  # the next phrase: one legato voice, each key lifted late
+        toks += enc.note_on(2 * BAR_TICKS + 12 * i, p, 80)
+        if i:
+            toks += enc.note_off(2 * BAR_TICKS + 12 * i + 2, (62, 64, 66, 67)[i - 1])
+    toks += enc.note_off(2 * BAR_TICKS + 60, 67)
+    state = state_after(toks)
+    assert state.player_voices == 1
+    copy = state.copy()
+    copy.feed_all(enc.note_on(2 * BAR_TICKS + 60, 50, 80) + enc.note_on(2 * BAR_TICKS + 60, 53, 80)
+                  + enc.advance_to(2 * BAR_TICKS + 72))
+    assert copy.player_voices == 2 and state.player_voices == 1

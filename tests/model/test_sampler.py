@@ -157,3 +157,16 @@ def test_beam_search(session):
 
     assert abs(logprob(tokens) - score) < 1e-3
     assert score >= logprob(greedy_tokens) - 1e-4  # the beam found at least the greedy path's probability
+
+
+def test_follow_texture_caps_an_answer_at_the_phrase_plus_its_extra_voices():
+    from engine.model.sampler import follow_texture
+
+    base = Constraints.parse("D major", 40, 90, max_polyphony=8)
+    assert follow_texture(base, 1, 1) == Constraints.parse("D major", 40, 90, max_polyphony=2)
+    assert follow_texture(base, 0, 0).max_polyphony == 1  # a phrase of staccato notes is still one voice
+    assert follow_texture(base, 4, 1).max_polyphony == 5
+    assert follow_texture(Constraints.parse(max_polyphony=3), 4, 1).max_polyphony == 3  # the preset's cap stays
+    assert follow_texture(Constraints(), 2, 2).max_polyphony == 4  # unlimited before: the phrase sets it
+    assert follow_texture(base, 1, None) is base and follow_texture(None, 1, None) is None
+    assert follow_texture(None, 1, 1) == Constraints(max_polyphony=2)

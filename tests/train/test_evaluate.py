@@ -43,6 +43,11 @@ def test_eval_reports_what_a_listener_hears_on_clean_as_played_and_swung_prompts
     for key in ("out_of_range_model", "out_of_range_model_as_played", "register_distance_median_model_as_played",
                 "thicker_share_model_swing", "empty_answers_model_as_played"):
         assert key in r
+    # as shipped, an answer is at most one voice thicker than its phrase; the free rows show the model's own
+    for key in ("musical", "musical_as_played", "musical_swing"):
+        assert model[key]["thicker_share"] in (0.0, None), key
+        assert set(HEARD) <= set(model[key + "_free_texture"]), key
+    assert "thicker_share_model_free_texture_as_played" in r and "peak_polyphony_max_model_free_texture" in r
     # the reference answers the phrase it belongs to: in its register, never thicker than the piece
     assert r["reference"]["out_of_range"] == 0.0
 

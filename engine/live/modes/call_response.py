@@ -39,7 +39,7 @@ from engine.live.conversation import (
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import PLAYER, Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase, is_control
 from engine.model.grammar import GrammarState
-from engine.model.sampler import Constraints, allowed_mask_np
+from engine.model.sampler import Constraints, allowed_mask_np, follow_texture
 from engine.music.tokens import StreamDecoder, StreamEncoder
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,9 @@ class _Answer:
     speculative: bool = False  # prepared before the phrase end was decided: events held, not scheduled
     window: tuple[int, int] = (0, 0)  # (start, end) in clock ticks, as asked for
     held: list[tuple[int, bool, int, int]] = field(default_factory=list)  # (tick, on, pitch, velocity)
+    phrase_voices: int = 1  # the voices of the phrase it answers (engine.music.texture)
+    constraints: Constraints | None = None  # the part's constraints as this answer's texture allows ...
+    constraints_of: Constraints | None = None  # ... derived from these (the part's, until a Configure)
 
 
 @dataclass
@@ -309,7 +312,7 @@ class Generator(ModelPart):
             tag=self.tag(answer_id) if answer_id is not None else "", start=start, end=end,
             start_pos=self.session.position, decided_time=decided_time, pre_pos=pre_pos, encoder=pre_enc,
             grammar=pre_grammar, pre_last=pre_last, prefix=prefix, speculative=speculative,
-            window=(start_tick, end_tick),
+            window=(start_tick, end_tick), phrase_voices=self._grammar.player_voices,
         )
         if not speculative:
             self.stats.responses += 1
@@ -345,7 +348,10 @@ class Generator(ModelPart):
         t0 = time.perf_counter()
         enc, dec = self._encoder, self._decoder
         logits = self.session.logits
-        mask = answer_mask(self._grammar, self._constraints, answer.end - dec.position, self._last_token)
+        if answer.constraints_of is not self._constraints:
+            answer.constraints_of = self._constraints
+            answer.constraints = follow_texture(self._constraints, answer.phrase_voices, self.config.extra_voices)
+        mask = answer_mask(self._grammar, answer.constraints, answer.end - dec.position, self._last_token)
         token = self._sampler.sample(logits, mask)
         if not answer.tokens and not answer.speculative:
             self.stats.first_token_ms.append((time.perf_counter() - answer.decided_time) * 1000.0)
