@@ -267,7 +267,7 @@ def test_phrases_played_detached_and_off_the_grid_get_answers_in_their_register(
     off the grid by up to 15 ms, starting anywhere in the bar; the answers stay near the phrase's register,
     one or two voices thick (the preset's extra_voices = 1), about as dense. (Before the human-playing
     model, such phrases got clusters of up to 9 notes, half of them more than an octave away, at 6x the
-    density; the robust model alone still struck 4 at once in about one CI run in five.)"""
+    density; the robust model alone still struck 4 at once in one CI run.)"""
     import random
 
     daemon, listener, out = running(response={"length_bars": 2})
