@@ -35,11 +35,10 @@ from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig
 from engine.music.tokens import Meter as TokenMeter
 from engine.music.tokens import StreamEncoder
-from engine.music.vocab import Vocab
+from engine.music.vocab import PLAYER, Vocab
 
 log = logging.getLogger(__name__)
 
-PLAYER = 0  # the player's role in the token stream
 SILENCE_SKIP_BARS = 2  # a gap longer than this many empty bars is shortened in the stream
 PART_NICE = 10  # a part works ahead of the music; the threads that keep time come first
 

@@ -47,11 +47,10 @@ from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, allowed_mask_np
 from engine.music.harmony import CONSONANT
 from engine.music.tokens import Meter, StreamEncoder, quantize
-from engine.music.vocab import Vocab
+from engine.music.vocab import PLAYER, Vocab
 
 log = logging.getLogger(__name__)
 
-PLAYER = 0
 # a prediction of the player's is stale this long after its tick (see expire_predictions): a person plays
 # 10-30 ms off the grid, so a prediction is not given up while the real note may still be on its way
 EXPIRE_AFTER_MS = 40.0

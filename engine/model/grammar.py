@@ -29,10 +29,7 @@ import torch
 
 from engine.music.texture import PhraseTexture
 from engine.music.tokens import Meter, StreamDecoder
-from engine.music.vocab import DEFAULT_VOCAB, Vocab
-
-
-PLAYER = 0
+from engine.music.vocab import DEFAULT_VOCAB, PLAYER, Vocab
 
 
 class GrammarState:

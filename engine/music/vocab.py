@@ -40,6 +40,7 @@ DEFAULT_STYLES = (
     "user",
 )
 ROLE_NAMES = ("player", "sideman", "sideman2", "sideman3")
+PLAYER = 0  # the player's role in every token stream
 
 
 @dataclass(frozen=True)

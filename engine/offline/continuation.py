@@ -19,9 +19,9 @@ from engine.errors import SidemanError
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask, follow_texture
 from engine.music.tokens import DecodedEvent, Meter, StreamDecoder, StreamEncoder, encode_midi, events_to_midi, read_midi
-from engine.music.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, PLAYER, Vocab
 
-PLAYER, SIDEMAN = 0, 1
+SIDEMAN = 1
 DEFAULT_STYLE = "none"
 
 

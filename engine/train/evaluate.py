@@ -250,6 +250,11 @@ def answer_is_valid(prompt: Prompt, tokens: list[int], grammar: bool = True) -> 
     return not violations(tokens[n:], V, SIDEMAN, prompt.meter, state) and dec.invalid == 0
 
 
+def musical_key(set_name: str) -> str:
+    """A model entry's key for its answers to one prompt set."""
+    return "musical" if set_name == "clean" else f"musical_{set_name}"
+
+
 # ---- the whole evaluation ---------------------------------------------------------------------
 
 def evaluate(model_paths: list[str], config: str = "continuation", prompts: int = 100, bars: int = 2,
@@ -308,7 +313,7 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                     session.reset()
                     c = continue_prompt(session, prompt, variant)
                     measure_answer(col, prompt, c.tokens, answer_is_valid(prompt, c.tokens))
-                key = "musical" if set_name == "clean" else f"musical_{set_name}"
+                key = musical_key(set_name)
                 entry[key + suffix] = col.summary(corpus_hist)
         result.setdefault("models", {})[name] = entry
         if i == 0:  # the headline numbers are the first model's
@@ -317,12 +322,12 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
             result["pc_hist_dist_model"] = entry["musical"]["pc_hist_dist"]
             result["valid_share"] = entry["musical"]["valid_share"]
             for set_name in prompt_sets:  # what a listener hears, per prompt set: <metric>_model[_<set>]
-                m = entry["musical" if set_name == "clean" else f"musical_{set_name}"]
+                m = entry[musical_key(set_name)]
                 suffix = "" if set_name == "clean" else f"_{set_name}"
                 for key in ("out_of_range", "register_distance_median", "thicker_share", "density_in_range_share",
                             "held_over_bar", "empty_answers", "in_key"):
                     result[f"{key}_model{suffix}"] = m[key]
-                free = entry[("musical" if set_name == "clean" else f"musical_{set_name}") + "_free_texture"]
+                free = entry[musical_key(set_name) + "_free_texture"]
                 for key in ("thicker_share", "peak_polyphony_max", "out_of_range", "in_key"):
                     result[f"{key}_model_free_texture{suffix}"] = free[key]
             result["loss_vs_markov"] = round(1 - entry["val_loss"] / result["val_loss_markov"], 4)
@@ -361,7 +366,7 @@ def format_report(r: dict) -> str:
         if set_name != "clean" and set_name not in r:
             continue
         src = r if set_name == "clean" else r[set_name]
-        key = "musical" if set_name == "clean" else f"musical_{set_name}"
+        key = musical_key(set_name)
         heard = [(n, m[key]) for n, m in r.get("models", {}).items() if key in m] + [
             (f"{n} (free texture)", m[key + "_free_texture"]) for n, m in r.get("models", {}).items()
             if key + "_free_texture" in m] + [

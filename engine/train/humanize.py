@@ -24,12 +24,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from engine.corpus.piece import OFF, ON, PITCH, VELOCITY, Piece, bar_lines, encode_piece, piece_rng, role_mapping, task_of
-from engine.music.vocab import DEFAULT_VOCAB, Vocab
+from engine.music.vocab import DEFAULT_VOCAB, PLAYER, Vocab
 
 if TYPE_CHECKING:
     from engine.music.melody import Melody
-
-PLAYER = 0
 
 
 @dataclass(frozen=True)
