@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.live.jack import read_xruns, start_dummy_jack, stop_jack
+from engine.live.scheduler import DEFAULT_REALTIME_PRIORITY, realtime_priority_option
 
 SAMPLE_RATE = 48000
 PERIOD = 128
@@ -64,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="model file (default models/continuation.pt)")
     parser.add_argument("--seed", type=int, default=1, help="seed of the simulated player")
     parser.add_argument("--threads", type=int, default=1, help="torch threads for the model (default 1, as the daemon)")
-    parser.add_argument("--realtime-priority", type=int, default=None, metavar="N",
-                        help="SCHED_FIFO priority for the daemon's scheduler thread (default: off, as the daemon)")
+    parser.add_argument("--realtime-priority", type=int, default=DEFAULT_REALTIME_PRIORITY, metavar="N",
+                        help="SCHED_FIFO priority for the daemon's scheduler thread (default "
+                             f"{DEFAULT_REALTIME_PRIORITY}, as the daemon; 0: off)")
     parser.add_argument("--jack-sync", action="store_true",
                         help="run the private JACK server in synchronous mode (jackd -S): a late client delays "
                              "the cycle instead of losing it (for starved machines; default: asynchronous)")
@@ -414,7 +416,8 @@ def _parse(args) -> argparse.Namespace:
         add_arguments(parser)
         return parser.parse_args(list(args) if args is not None else None)
     defaults = argparse.Namespace(mode="call_response", json=False, minutes=10.0, speed=3.0, model=None, seed=1,
-                                  threads=1, prepare=True, realtime_priority=None, jack_sync=False, heard=None)
+                                  threads=1, prepare=True, realtime_priority=DEFAULT_REALTIME_PRIORITY, jack_sync=False,
+                                  heard=None)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -424,6 +427,7 @@ def _parse(args) -> argparse.Namespace:
 def main(args=None) -> int:
     """Entry point: `args` is an argv list or an argparse Namespace (from `sideman bench live`)."""
     ns = _parse(args)
+    ns.realtime_priority = realtime_priority_option(ns.realtime_priority)
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.WARNING)
     jack_log = os.path.join(tempfile.gettempdir(), f"sideman-bench-jackd-{os.getpid()}.log")

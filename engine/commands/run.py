@@ -16,6 +16,7 @@ import signal
 from engine.errors import SidemanError
 from engine.live.jack import stop_jack
 from engine.live.midi.ports import API_NAMES
+from engine.live.scheduler import DEFAULT_REALTIME_PRIORITY, realtime_priority_option
 
 log = logging.getLogger("sideman.run")
 
@@ -35,14 +36,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status-every", type=float, default=10.0, metavar="S",
                         help="seconds between status lines (0: none; default 10)")
     parser.add_argument("--device", default="auto", help="model device: auto, cpu or cuda (default auto)")
-    parser.add_argument("--realtime-priority", type=int, default=None, metavar="N",
-                        help="run the scheduler thread SCHED_FIFO at priority N (needs root or rtprio; keep it "
-                             "below JACK's client threads, e.g. 3). Off by default: on a small VM a spinning "
-                             "realtime thread starved jackd's own threads")
+    parser.add_argument("--realtime-priority", type=int, default=DEFAULT_REALTIME_PRIORITY, metavar="N",
+                        help="SCHED_FIFO priority of the scheduler thread, below JACK's client threads (default "
+                             f"{DEFAULT_REALTIME_PRIORITY}; 0: off). Needs root or rtprio (the audio group's); "
+                             "without it the scheduler runs at normal priority and the model thread at nice 10")
     parser.add_argument("--start-jack", action="store_true",
                         help="with the JACK MIDI API: if no JACK server is running, start a dummy one "
-                             "(jackd -d dummy -r 48000 -p 128) for this run and stop it, and only it, when "
-                             "sideman stops; a server that was already running is used and left alone")
+                             "(jackd -S -d dummy -r 48000 -p 128; synchronous, so a late client delays a cycle and "
+                             "no MIDI is lost) for this run and stop it, and only it, when sideman stops; a server "
+                             "that was already running is used and left alone")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for the model (default 1). Decode steps and short feeds run on the native "
                              "kernel, whose step never waits for a descheduled helper, so 2 are safe there; longer "
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         status_every=args.status_every,
         device=args.device,
         threads=args.threads,
-        realtime_priority=args.realtime_priority,
+        realtime_priority=realtime_priority_option(args.realtime_priority),
     )
     if args.start_jack and (args.midi_api or preset.ports.api) != "jack":
         raise SidemanError("--start-jack starts a JACK server for JACK MIDI: add --midi-api jack "
@@ -106,6 +108,6 @@ def start_jack_for_run():
     if jackd is None:
         log.info("using the running JACK server %r", server)
     else:
-        log.info("started JACK server %r for this run: jackd -d dummy -r 48000 -p 128 (pid %d); "
+        log.info("started JACK server %r for this run: jackd -S -d dummy -r 48000 -p 128 (pid %d); "
                  "it stops when sideman stops", server, jackd.pid)
     return jackd

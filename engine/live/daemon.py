@@ -38,7 +38,7 @@ from engine.live.midi.ports import PortSpec
 from engine.live.modes import BUILT, build_mode, mode_class
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import PartConfig
-from engine.live.scheduler import Scheduler, SchedulerConfig
+from engine.live.scheduler import DEFAULT_REALTIME_PRIORITY, Scheduler, SchedulerConfig
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.presets import PRESET_DIR, Preset, load_preset
 
@@ -70,7 +70,7 @@ class DaemonOptions:
     device: str = "auto"
     threads: int = 1  # torch threads for the decode step; 1 leaves the other cores to the scheduler and JACK
     prepare: bool = True  # generate the likely answer up to its first note while the player is silent
-    realtime_priority: int | None = None  # SCHED_FIFO priority for the scheduler thread (e.g. 3: below JACK clients at 5)
+    realtime_priority: int | None = DEFAULT_REALTIME_PRIORITY  # SCHED_FIFO for the scheduler thread; None: off
 
 
 def apply_options(preset: Preset, options: DaemonOptions) -> Preset:
@@ -227,6 +227,7 @@ class Daemon:
         self._froze_heap = True
         self.clock.add_listener(lambda event, _clock: self.conductor.post("clock", event))
         self.scheduler.start()
+        self.scheduler.priority_known.wait(1.0)  # the parts' priority follows the scheduler's (part_nice)
         for part in self.parts:
             part.start()
         self.conductor.start()

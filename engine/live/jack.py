@@ -136,10 +136,12 @@ def start_session_jack(sample_rate: int = 48000, period: int = 128,
     if server_answers():
         return None
     name = os.environ.get("JACK_DEFAULT_SERVER") or None
-    proc = _launch(name, sample_rate, period, None, False)
+    # synchronous: with the dummy backend no sound card waits, so a late client (a VM stall) delays the
+    # cycle instead of losing the MIDI in it (an asynchronous server lost a note-off that way in CI)
+    proc = _launch(name, sample_rate, period, None, True)
     if not _wait_ready(proc, timeout):
         stop_jack(proc, forget=False)
-        raise SidemanError(f"jackd -d dummy{' -n ' + name if name else ''} did not start within {timeout:g} s: "
+        raise SidemanError(f"jackd -S -d dummy{' -n ' + name if name else ''} did not start within {timeout:g} s: "
                            "start a JACK server yourself (e.g. `jackd -d dummy -r 48000 -p 128`) and run again")
     os.environ["JACK_NO_START_SERVER"] = "1"  # never let a client auto-start a second one
     return proc

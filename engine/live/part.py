@@ -40,7 +40,16 @@ from engine.music.vocab import PLAYER, Vocab
 log = logging.getLogger(__name__)
 
 SILENCE_SKIP_BARS = 2  # a gap longer than this many empty bars is shortened in the stream
-PART_NICE = 10  # a part works ahead of the music; the threads that keep time come first
+PART_NICE = 10  # a part works ahead of the music; the threads that keep time come first ...
+PART_NICE_BESIDE_REALTIME = 0  # ... unless the scheduler runs SCHED_FIFO: it wins the core anyway
+
+
+def part_nice(scheduler) -> int:
+    """The model thread's nice value. With a SCHED_FIFO scheduler, nice 0: the realtime thread keeps time
+    whatever else runs, and the part holds its own against other programs (at nice 10 beside two busy
+    nice-0 programs it got a tenth of a core and the accompaniment fell apart; docs/benchmarks.md). With a
+    normal-priority scheduler, nice 10, so the scheduler's last-millisecond spin wins the core."""
+    return PART_NICE_BESIDE_REALTIME if getattr(scheduler, "realtime", False) else PART_NICE
 
 
 def lower_thread_priority(nice: int) -> None:
@@ -281,7 +290,7 @@ class ModelPart(threading.Thread):
     # -- the loop ------------------------------------------------------------------------------------
 
     def run(self) -> None:
-        lower_thread_priority(PART_NICE)
+        lower_thread_priority(part_nice(self.scheduler))
         try:
             self.begin_stream()
             while not self._halted:

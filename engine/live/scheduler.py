@@ -27,6 +27,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
+from engine.errors import SidemanError
+
 log = logging.getLogger(__name__)
 
 NOTE_OFF = 0x80
@@ -51,6 +53,23 @@ def note_key(data) -> tuple[str, int, int] | None:
     return None
 
 
+# SCHED_FIFO priority the daemon asks for its scheduler thread: below JACK's client threads (5) and server
+# (10), above every normal thread. Under two busy programs it kept the accompaniment whole where the normal
+# priority lost half its consonance (docs/benchmarks.md, "Accompaniment under load"). Best effort: without
+# root or rtprio the thread runs at normal priority and says so.
+DEFAULT_REALTIME_PRIORITY = 3
+
+
+def realtime_priority_option(value: int) -> int | None:
+    """A command line's `--realtime-priority N`: 0 means off (None), 1-98 a SCHED_FIFO priority."""
+    if value == 0:
+        return None
+    if not 1 <= value <= 98:
+        raise SidemanError(f"--realtime-priority {value} is out of range: 0 (off) or 1..98, below JACK's "
+                           "client threads (5 by default), e.g. 3")
+    return value
+
+
 @dataclass(frozen=True)
 class SchedulerConfig:
     # later than this past due: dropped (note-offs of sounding notes: sent late). Under two JACK periods
@@ -59,7 +78,7 @@ class SchedulerConfig:
     spin_s: float = 0.001  # block until this long before due, then spin
     max_block_s: float = 0.1  # longest single wait on the inbound queue
     record: int = 100_000  # how many (due, sent) pairs to keep for benchmarks; 0 for none
-    realtime_priority: int | None = None  # SCHED_FIFO priority (best effort; needs root or rtprio)
+    realtime_priority: int | None = None  # SCHED_FIFO priority (best effort; needs root or rtprio); None: off
 
 
 @dataclass
@@ -237,6 +256,8 @@ class Scheduler(threading.Thread):
         self._supervisor = supervisor
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._stop_event = threading.Event()
+        self.realtime = False  # whether the thread got SCHED_FIFO (known once `priority_known` is set)
+        self.priority_known = threading.Event()
 
     @property
     def stats(self) -> SchedulerStats:
@@ -288,7 +309,8 @@ class Scheduler(threading.Thread):
     def run(self) -> None:
         core = self.core
         try:
-            self._set_realtime()
+            self.realtime = self._set_realtime()
+            self.priority_known.set()
             self._loop()
         except BaseException as exc:  # noqa: BLE001 - recorded, notes closed, supervisor told
             self.error = exc
@@ -296,6 +318,7 @@ class Scheduler(threading.Thread):
             if self._supervisor is not None:
                 self._supervisor(self.name, exc)
         finally:
+            self.priority_known.set()
             core.flush()
 
     def _loop(self) -> None:
@@ -350,12 +373,16 @@ class Scheduler(threading.Thread):
             finally:
                 done.set()
 
-    def _set_realtime(self) -> None:
+    def _set_realtime(self) -> bool:
+        """SCHED_FIFO for this thread when configured and permitted; whether it got it."""
         prio = self.config.realtime_priority
         if prio is None or not hasattr(os, "sched_setscheduler"):
-            return
+            return False
         try:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(prio))
-            log.info("scheduler thread runs SCHED_FIFO priority %d", prio)
         except (OSError, ValueError) as exc:
-            log.info("SCHED_FIFO not permitted (%s); running with normal priority", exc)
+            log.info("SCHED_FIFO %d not permitted (%s): the scheduler runs at normal priority and the model "
+                     "threads at a lower one (grant rtprio, e.g. the audio group's, for the realtime one)", prio, exc)
+            return False
+        log.info("scheduler thread runs SCHED_FIFO priority %d", prio)
+        return True

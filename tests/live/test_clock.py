@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from engine.live.clock import ExternalClock, InternalClock, Meter
+from test_daemon import wait_until
 
 
 class FakeTime:
@@ -165,11 +166,14 @@ def test_external_clock_over_jack_within_one_percent(jack_server):
             sender.send_message([0xF8])
         time.sleep(0.05)
         sender.send_message([0xFC])
-        time.sleep(0.05)
+        # every message handled before the poller stops: Start, the pulses, Stop (the poller may run behind
+        # on a loaded machine; stopping it early would lose the tail, not measure the transport)
+        delivered = wait_until(lambda: poller.stats.clock == 24 * 6 + 2, 5.0)
     finally:
         poller.stop()
         sender.close_port()
     assert poller.error is None
+    assert delivered, f"{poller.stats} after {24 * 6 + 2} clock messages sent"
     assert clock.pulses_received == 24 * 6
     assert not clock.running
     assert clock.bpm == pytest.approx(120, rel=0.01)

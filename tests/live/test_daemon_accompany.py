@@ -79,6 +79,21 @@ def rested(daemon, timeout: float) -> bool:
                       and time.perf_counter() > part.last_due + 0.1, timeout)
 
 
+def diagnosis(daemon, messages=(), first: float = 0.0) -> str:
+    """What the daemon's threads say when an assertion fails: the part's and the plan's state, what the
+    scheduler holds and believes sounds, and the last messages heard (times from `first`)."""
+    part = daemon.part.thread
+    p = part.planner
+    sched = daemon.scheduler
+    return (f"state {part.state} uncommitted {part.uncommitted} last_due in {part.last_due - time.perf_counter():+.3f} s "
+            f"alive {part.is_alive()} error {getattr(part, 'error', None)!r}; plan position {p.position} "
+            f"rest bar {p.rest_bar()} started {p.started} player sounding {p.player_sounding} sideman sounding "
+            f"{p.sideman_sounding} encoder depth {dict(p.encoder.depth)} predicted {p.predicted_tick}; part "
+            f"{part.stats}; plan {p.stats}; scheduler {sched.stats} pending {sched.core.pending()} sounding "
+            f"{sched.core.sounding()} suppressed {dict(sched.core._suppressed)}; last heard "
+            f"{[(round(t - first, 3), d) for t, d in list(messages)[-30:]]}")
+
+
 def voices_of(messages, channels=(1, 2, 3)) -> dict[int, list[tuple[float, int]]]:
     return {ch: [(t, d[1]) for t, d in messages if d[0] & 0xF0 == 0x90 and d[2] > 0 and d[0] & 0x0F == ch]
             for ch in channels}
@@ -90,7 +105,7 @@ def test_a_melody_played_detached_and_off_the_grid_gets_three_voices_with_every_
     first, last = play_melody(out)
     bar = 4 * 60.0 / BPM
     # when the player stops, the sideman finishes at the next bar line and rests: nothing after that
-    assert rested(daemon, 5 * bar), daemon.status()
+    assert rested(daemon, 5 * bar), diagnosis(daemon, listener.messages, first)
     time.sleep(0.1)
     messages = list(listener.messages)
     voices = voices_of(messages)
@@ -101,7 +116,7 @@ def test_a_melody_played_detached_and_off_the_grid_gets_three_voices_with_every_
         low, high = ranges[i]
         assert all(low <= p <= high for _, p in notes)
         assert all(first - 0.05 <= t <= last + 2 * bar for t, _ in notes)  # with the melody, not after it
-    assert not hanging(messages), [(round(t - first, 3), d) for t, d in messages[-40:]]
+    assert not hanging(messages), f"{hanging(messages)} left sounding: {diagnosis(daemon, messages, first)}"
     # the voices sound with the melody: most melody beats have a sideman note sounding (offline the model's
     # UR is a few per cent; detached playing leaves the melody's gaps, not the voices')
     sounding_at_onsets = 0
@@ -131,13 +146,13 @@ def test_panic_and_a_voice_switched_off_close_their_notes_and_the_accompaniment_
     mark = time.perf_counter()
     play_melody(out, MELODY[6:], seed=2)
     bar = 4 * 60.0 / BPM
-    assert rested(daemon, 5 * bar), daemon.status()
+    assert rested(daemon, 5 * bar), diagnosis(daemon, listener.messages, mark)
     time.sleep(0.1)
     after = [(t, d) for t, d in list(listener.messages) if t > mark + 0.05]
     voices = voices_of(after)
     assert not voices[1], "the alto was switched off"
     assert voices[2] and voices[3], "tenor and bass go on"
-    assert not hanging(list(listener.messages))
+    assert not hanging(list(listener.messages)), diagnosis(daemon, listener.messages, mark)
     # stop while it plays: the shutdown closes every voice
     play_melody(out, MELODY[:4], seed=3)
     daemon.request_stop()

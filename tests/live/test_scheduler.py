@@ -271,3 +271,53 @@ def test_scheduled_notes_arrive_in_order_and_on_time_over_jack(jack_server):
     for (due, _), event in zip(sorted(expected), got):
         assert event.time >= due
         assert event.time - due < 0.1
+
+
+def fifo_permitted(priority: int) -> bool:
+    """Whether this process may make a thread SCHED_FIFO (root, or an rtprio limit), tried on a throwaway thread."""
+    import os
+
+    result = []
+
+    def attempt():
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            result.append(True)
+        except (OSError, ValueError, AttributeError):
+            result.append(False)
+
+    t = threading.Thread(target=attempt)
+    t.start()
+    t.join()
+    return result[0]
+
+
+@pytest.mark.parametrize("priority", [None, 3])
+def test_the_thread_says_whether_it_got_sched_fifo_and_the_model_threads_priority_follows(priority):
+    import os
+
+    from engine.live.part import PART_NICE, PART_NICE_BESIDE_REALTIME, part_nice
+
+    sched = Scheduler(FakeOutput(), SchedulerConfig(realtime_priority=priority))
+    policy = []
+    sched.start()
+    try:
+        assert sched.priority_known.wait(2.0)
+        policy.append(os.sched_getscheduler(sched.native_id))
+    finally:
+        sched.stop(timeout=1.0)
+    granted = priority is not None and fifo_permitted(priority)
+    assert sched.realtime is granted
+    assert policy == [os.SCHED_FIFO if granted else os.SCHED_OTHER]
+    assert part_nice(sched) == (PART_NICE_BESIDE_REALTIME if granted else PART_NICE)
+
+
+def test_realtime_priority_option_zero_is_off_and_out_of_range_is_refused():
+    from engine.errors import SidemanError
+    from engine.live.scheduler import realtime_priority_option
+
+    assert realtime_priority_option(0) is None
+    assert realtime_priority_option(3) == 3
+    for bad in (-1, 99):
+        with pytest.raises(SidemanError, match="realtime-priority"):
+            realtime_priority_option(bad)
