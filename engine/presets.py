@@ -96,6 +96,7 @@ class Response:
     length_bars: int | None = 4  # None = "match" the phrase's length
     start: str = "bar"  # "beat" | "bar"
     extra_voices: int | None = 1  # the answer at most this many voices thicker than the phrase; None = "any"
+    longest_note_bars: int | None = 1  # no answer note held longer than this or the phrase's longest; None = "any"
 
     @property
     def match(self) -> bool:
@@ -343,10 +344,13 @@ def _response(ctx: _Ctx, raw: dict) -> Response:
     d = ctx.table(raw, "response", _fields(Response))
     length = d.get("length_bars", Response.length_bars)
     extra = d.get("extra_voices", Response.extra_voices)
+    longest = d.get("longest_note_bars", Response.longest_note_bars)
     return Response(
         length_bars=None if length == "match" else ctx.integer(length, "response.length_bars", 1, 64, ', or "match"'),
         start=ctx.choice(d.get("start", Response.start), "response.start", RESPONSE_STARTS),
         extra_voices=None if extra == "any" else ctx.integer(extra, "response.extra_voices", 0, 16, ', or "any"'),
+        longest_note_bars=None if longest == "any" else ctx.integer(longest, "response.longest_note_bars", 1, 64,
+                                                                    ', or "any"'),
     )
 
 
@@ -572,7 +576,9 @@ def to_dict(preset: Preset) -> dict:
                    "max_bars": "none" if preset.phrase.max_bars is None else preset.phrase.max_bars},
         "response": {"length_bars": "match" if preset.response.match else preset.response.length_bars,
                      "start": preset.response.start,
-                     "extra_voices": "any" if preset.response.extra_voices is None else preset.response.extra_voices},
+                     "extra_voices": "any" if preset.response.extra_voices is None else preset.response.extra_voices,
+                     "longest_note_bars": ("any" if preset.response.longest_note_bars is None
+                                           else preset.response.longest_note_bars)},
         "sampling": {"temperature": preset.sampling.temperature, "top_k": preset.sampling.top_k,
                      "top_p": preset.sampling.top_p,
                      "seed": "random" if preset.sampling.seed is None else preset.sampling.seed},

@@ -84,6 +84,8 @@ BAD = [
     ('[response]\nstart = "now"', "response.start", "beat, bar"),
     ('[response]\nextra_voices = "some"', "response.extra_voices", '"any"'),
     ("[response]\nextra_voices = 17", "response.extra_voices", "0..16"),
+    ('[response]\nlongest_note_bars = "long"', "response.longest_note_bars", '"any"'),
+    ("[response]\nlongest_note_bars = 0", "response.longest_note_bars", "1..64"),
     ("[phrase]\nsilence_beats = 0", "phrase.silence_beats", "(0, 32]"),
     ("[phrase]\nend_cc = 200", "phrase.end_cc", "0..127"),
     ("[cc]\npanic = 21\ntemperature = 21", "cc.panic", "used once"),
@@ -131,6 +133,15 @@ def test_extra_voices_any_lets_the_answer_be_as_thick_as_the_model_likes(tmp_pat
     preset = load_preset(write(tmp_path, '[response]\nextra_voices = "any"'))
     assert preset.response.extra_voices is None and PartConfig.from_preset(preset).extra_voices is None
     assert PartConfig.from_preset(load_preset(write(tmp_path, "[response]\nextra_voices = 0"))).extra_voices == 0
+
+
+def test_longest_note_bars_defaults_to_one_and_any_frees_it(tmp_path):
+    from engine.live.part import PartConfig
+
+    assert PartConfig.from_preset(load_preset(write(tmp_path, 'name = "minimal"'))).longest_note_bars == 1
+    preset = load_preset(write(tmp_path, '[response]\nlongest_note_bars = "any"'))
+    assert preset.response.longest_note_bars is None and PartConfig.from_preset(preset).longest_note_bars is None
+    assert load_preset(write(tmp_path, "[response]\nlongest_note_bars = 2")).response.longest_note_bars == 2
 
 
 @pytest.mark.parametrize(

@@ -28,18 +28,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("--extra-voices", default="1", metavar="N|any",
                         help="the answer at most N voices thicker than your phrase (default 1: a tune gets a "
                              "one- or two-voice answer); any: as thick as the model likes")
+    parser.add_argument("--longest-note-bars", default="1", metavar="N|any",
+                        help="hold no answer note longer than N bars or the phrase's longest note, whichever is "
+                             "longer (default 1); any: as long as the model likes")
     parser.add_argument("--wav", default=None, help="also render the result to this WAV file (FluidSynth)")
     parser.add_argument("--png", default=None, help="also draw a piano roll of the result")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
-def parse_extra_voices(text: str) -> int | None:
+def parse_count_or_any(text: str, flag: str, what: str) -> int | None:
+    """`--extra-voices 1`, `--longest-note-bars any`: a whole number, or None for "any"."""
     if str(text).strip().lower() == "any":
         return None
     try:
         return int(text)
     except ValueError:
-        raise SidemanError(f"--extra-voices takes a number of voices 0..16 or any, not {text!r}") from None
+        raise SidemanError(f"{flag} takes {what} or any, not {text!r}") from None
+
+
+def parse_extra_voices(text: str) -> int | None:
+    return parse_count_or_any(text, "--extra-voices", "a number of voices 0..16")
 
 
 def run(args) -> int:
@@ -52,7 +60,9 @@ def run(args) -> int:
     try:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
         constraints = Constraints.parse(args.key, args.low, args.high)
-        settings = ContinueSettings(args.bars, sampling, constraints, extra_voices=parse_extra_voices(args.extra_voices))
+        settings = ContinueSettings(args.bars, sampling, constraints, extra_voices=parse_extra_voices(args.extra_voices),
+                                    longest_note_bars=parse_count_or_any(args.longest_note_bars, "--longest-note-bars",
+                                                                         "a number of bars 1..64"))
         DEFAULT_VOCAB.style(args.style)
     except ValueError as exc:
         raise SidemanError(str(exc)) from None

@@ -84,6 +84,7 @@ class PartConfig:
     lookahead_beats: float = 4.0
     style: str = "none"
     extra_voices: int | None = 1  # call and response: the answer at most this many voices thicker than the phrase
+    longest_note_bars: int | None = 1  # call and response: no answer note longer than this or the phrase's longest
 
     def sampling(self) -> SamplingConfig:
         return SamplingConfig(self.temperature, self.top_k, self.top_p, self.seed)
@@ -106,6 +107,7 @@ class PartConfig:
             max_polyphony=c.max_polyphony,
             style=style,
             extra_voices=preset.response.extra_voices,
+            longest_note_bars=preset.response.longest_note_bars,
         )
 
 

@@ -50,6 +50,7 @@ class GrammarState:
         # the player's (role 0) phrase's voices: its count restarts at the player's first note after a
         # TURN (the TURN before an answer keeps it; the next phrase starts it over)
         self.player_texture = PhraseTexture()
+        self.player_longest = 0  # ticks: the longest note of the player's phrase so far (restarts with the texture)
         self._turned = False
 
     # ---- what the decoder knows ---------------------------------------------------------------
@@ -72,6 +73,11 @@ class GrammarState:
     def player_voices(self) -> int:
         """The voices of the player's phrase so far (the most notes held together a sixteenth)."""
         return self.player_texture.peak(self.position)
+
+    def player_longest_note(self) -> int:
+        """Ticks: the longest note of the player's phrase so far, a note still held counted as held till now."""
+        held = [self.position - tick for (role, _), tick in self.on_tick.items() if role == PLAYER]
+        return max([self.player_longest] + held)
 
     @property
     def bar_pending(self) -> bool:
@@ -105,6 +111,7 @@ class GrammarState:
             if e.role == PLAYER:
                 if self._turned and e.on:
                     self.player_texture.restart(e.tick)
+                    self.player_longest = 0
                     self._turned = False
                 self.player_texture.event(e.tick, e.on)
         if t == v.turn:
@@ -117,7 +124,9 @@ class GrammarState:
         elif v.is_note_on(t):
             self.on_tick[(role, v.pitch_of(t))] = self.position
         elif v.is_note_off(t):
-            self.on_tick.pop((role, v.pitch_of(t)), None)
+            began = self.on_tick.pop((role, v.pitch_of(t)), None)
+            if role == PLAYER and began is not None:
+                self.player_longest = max(self.player_longest, self.position - began)
         elif v.is_velocity(t):
             self.vel_bin = t - v.vel_base
         return events

@@ -82,6 +82,7 @@ class Constraints:
     low: int = 0
     high: int = 127
     max_polyphony: int = 0  # 0 = unlimited
+    max_note_ticks: int = 0  # the longest a note may be held, in ticks; 0 = unlimited
 
     @classmethod
     def parse(cls, key: str | None = None, low: int = 0, high: int = 127, max_polyphony: int = 0) -> "Constraints":
@@ -106,6 +107,18 @@ def follow_texture(constraints: Constraints | None, phrase_voices: int, extra_vo
     return replace(base, max_polyphony=limit)
 
 
+def follow_note_length(constraints: Constraints | None, phrase_longest: int, bar_ticks: int,
+                       longest_bars: int | None) -> Constraints | None:
+    """The constraints for an answer whose notes are held no longer than the phrase's longest note or
+    `longest_bars` bars, whichever is longer (`phrase_longest` in ticks, engine.model.grammar's
+    `player_longest_note`). `longest_bars` None: held as long as the model likes. A note the model would hold
+    on is released when it reaches the limit: time cannot move on until it is (`constraint_mask_np`)."""
+    if longest_bars is None:
+        return constraints
+    base = constraints if constraints is not None else Constraints()
+    return replace(base, max_note_ticks=max(1, phrase_longest, longest_bars * bar_ticks))
+
+
 @lru_cache(maxsize=64)
 def _constraint_masks(constraints: Constraints, vocab: Vocab) -> tuple[np.ndarray, np.ndarray]:
     """(the note-ons the key and range allow, no note-on at all (polyphony full)) over the vocabulary."""
@@ -123,11 +136,25 @@ def _constraint_masks(constraints: Constraints, vocab: Vocab) -> tuple[np.ndarra
 
 
 def constraint_mask_np(constraints: Constraints, state: GrammarState, role: int) -> np.ndarray:
-    """Bool (V,), read-only: False for the note-ons the constraints forbid now; everything else True."""
+    """Bool (V,), read-only: False for the note-ons the constraints forbid now, and for the shifts that
+    would hold a sounding note past `max_note_ticks`; a note held that long is released next (only its
+    note-off, or a BAR or ROLE token the grammar puts first, is allowed); everything else True."""
     allowed, full = _constraint_masks(constraints, state.vocab)
+    mask = allowed
     if constraints.max_polyphony and len(state.sounding_pitches(role)) >= constraints.max_polyphony:
-        return full
-    return allowed
+        mask = full
+    if constraints.max_note_ticks:
+        v = state.vocab
+        held = {p: state.position - tick for (r, p), tick in state.on_tick.items() if r == role}
+        room = constraints.max_note_ticks - max(held.values(), default=0)  # ticks the longest-held may still sound
+        if room <= 0:  # released now: nothing else sounds or moves before it (no cluster struck to wait)
+            mask = np.zeros(v.size, dtype=bool)
+            mask[[v.note_off(p) for p, ticks in held.items() if ticks >= constraints.max_note_ticks]] = True
+            mask[v.bar] = mask[v.role(role)] = True
+        elif room < v.config.max_shift:
+            mask = mask.copy()
+            mask[v.shift_base + room:v.shift_base + v.config.max_shift] = False
+    return mask
 
 
 def constraint_mask(constraints: Constraints, state: GrammarState, role: int) -> torch.Tensor:

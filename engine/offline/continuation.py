@@ -17,7 +17,7 @@ import torch
 
 from engine.errors import SidemanError
 from engine.model.grammar import GrammarState
-from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask, follow_texture
+from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask, follow_note_length, follow_texture
 from engine.music.tokens import DecodedEvent, Meter, StreamDecoder, StreamEncoder, encode_midi, events_to_midi, read_midi
 from engine.music.vocab import DEFAULT_VOCAB, PLAYER, Vocab
 
@@ -39,12 +39,15 @@ class ContinueSettings:
     constraints: Constraints | None = None
     max_tokens_per_bar: int = 96  # a safety stop for a model that will not move time
     extra_voices: int | None = 1  # the answer at most this many voices thicker than the phrase (None: free)
+    longest_note_bars: int | None = 1  # no note held longer than this or the phrase's longest (None: free)
 
     def __post_init__(self) -> None:
         if not 1 <= self.bars <= 64:
             raise SidemanError(f"--bars must be 1..64, not {self.bars}")
         if self.extra_voices is not None and not 0 <= self.extra_voices <= 16:
             raise SidemanError(f"--extra-voices must be 0..16 or any, not {self.extra_voices}")
+        if self.longest_note_bars is not None and not 1 <= self.longest_note_bars <= 64:
+            raise SidemanError(f"--longest-note-bars must be 1..64 or any, not {self.longest_note_bars}")
 
 
 @dataclass(frozen=True)
@@ -103,16 +106,16 @@ def continue_prompt(source: TokenSource, prompt: Prompt, settings: ContinueSetti
     end = start + settings.bars * bar_ticks
     state = GrammarState(vocab, prompt.meter)
     state.feed_all(prompt.tokens + bridge)
-    constraints = follow_texture(settings.constraints, state.player_voices, settings.extra_voices)
+    constraints = follow_note_length(follow_texture(settings.constraints, state.player_voices, settings.extra_voices),
+                                     state.player_longest_note(), bar_ticks, settings.longest_note_bars)
     logits = source.feed(prompt.tokens + bridge)
     sampler = Sampler(settings.sampling)
     generated = list(bridge)
     for _ in range(settings.bars * settings.max_tokens_per_bar):
         mask = allowed_mask(state, SIDEMAN, constraints)
-        mask[vocab.turn] = False  # the answer ends by time, never by handing the turn back
+        mask[vocab.turn] = False  # the answer ends by time, as the daemon's does: never by handing the turn
+        mask[vocab.eos] = False  # back or ending the stream (a note sounding then would be held to the end)
         token = sampler.sample(logits, mask)
-        if token == vocab.eos:
-            break
         generated.append(token)
         state.feed(token)
         if state.position >= end:

@@ -303,9 +303,10 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                  "noisy_second_half": round(model_losses(module, noisy, half), 4)}
         entry["noise_gap"] = round(entry["noisy_second_half"] - entry["clean_second_half"], 4)
         session = ModelSession(loaded, device="cpu")
-        # as shipped (the answer at most one voice thicker than its phrase), and for the first model also
-        # free (extra_voices "any"): the model's own texture, which the rule hides
-        variants = [("", settings)] + ([("_free_texture", replace(settings, extra_voices=None))] if i == 0 else [])
+        # as shipped (the answer at most one voice thicker than its phrase, no note held past a bar or the
+        # phrase's longest), and for the first model also free of each rule ("any"): what the rule hides
+        variants = [("", settings)] + ([("_free_texture", replace(settings, extra_voices=None)),
+                                        ("_free_length", replace(settings, longest_note_bars=None))] if i == 0 else [])
         for suffix, variant in variants:
             for set_name, pairs in prompt_sets.items():
                 col = Collected.empty()
@@ -330,6 +331,9 @@ def evaluate(model_paths: list[str], config: str = "continuation", prompts: int 
                 free = entry[musical_key(set_name) + "_free_texture"]
                 for key in ("thicker_share", "peak_polyphony_max", "out_of_range", "in_key"):
                     result[f"{key}_model_free_texture{suffix}"] = free[key]
+                free = entry[musical_key(set_name) + "_free_length"]
+                for key in ("held_over_bar", "density_in_range_share", "in_key"):
+                    result[f"{key}_model_free_length{suffix}"] = free[key]
             result["loss_vs_markov"] = round(1 - entry["val_loss"] / result["val_loss_markov"], 4)
     result["in_key_markov"] = result["markov"]["in_key"]
     result["in_key_reference"] = result["reference"]["in_key"]
@@ -368,8 +372,8 @@ def format_report(r: dict) -> str:
         src = r if set_name == "clean" else r[set_name]
         key = musical_key(set_name)
         heard = [(n, m[key]) for n, m in r.get("models", {}).items() if key in m] + [
-            (f"{n} (free texture)", m[key + "_free_texture"]) for n, m in r.get("models", {}).items()
-            if key + "_free_texture" in m] + [
+            (f"{n} (free {rule})", m[key + f"_free_{rule}"]) for rule in ("texture", "length")
+            for n, m in r.get("models", {}).items() if key + f"_free_{rule}" in m] + [
             ("markov", src["markov"]), ("reference (test set)", src["reference"])]
         lines += ["", f"{'heard, ' + set_name + ' prompts':28s} {'out>8ve':>8s} {'reg.dist':>8s} {'thicker':>8s} "
                       f"{'dens.ok':>8s} {'held>bar':>8s} {'in-key':>7s} {'empty':>6s}"]

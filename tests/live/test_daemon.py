@@ -265,7 +265,8 @@ def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, ja
 def test_phrases_played_detached_and_off_the_grid_get_answers_in_their_register(running):
     """As a person plays (the human-playing issue): a one-voice phrase held 60-80 % of each note, onsets
     off the grid by up to 15 ms, starting anywhere in the bar; the answers stay near the phrase's register,
-    one or two voices thick (the preset's extra_voices = 1), about as dense. (Before the human-playing
+    one or two voices thick (the preset's extra_voices = 1), no note held over a bar (longest_note_bars = 1),
+    about as dense. (Before the human-playing
     model, such phrases got clusters of up to 9 notes, half of them more than an octave away, at 6x the
     density; the robust model alone still struck 4 at once in one CI run.)"""
     import random
@@ -291,18 +292,20 @@ def test_phrases_played_detached_and_off_the_grid_get_answers_in_their_register(
         msgs = [(t, d) for t, d in listener.jack_times() if t0 - 0.01 <= t <= t1 + 0.05]
         answers.append((pitches, msgs))
     outside = total = 0
+    bar = 4 * beat
     for pitches, msgs in answers:
-        sounding, peak, ons = set(), 0, 0
-        for _, d in msgs:
+        sounding, peak, ons, longest = {}, 0, 0, 0.0
+        for t, d in msgs:
             if d[0] & 0xF0 == 0x90 and d[2] > 0:
-                sounding.add(d[1])
+                sounding[d[1]] = t
                 ons += 1
                 peak = max(peak, len(sounding))
                 total += 1
                 outside += not (min(pitches) - 12 <= d[1] <= max(pitches) + 12)
-            elif d[0] & 0xF0 in (0x80, 0x90):
-                sounding.discard(d[1])
+            elif d[0] & 0xF0 in (0x80, 0x90) and d[1] in sounding:
+                longest = max(longest, t - sounding.pop(d[1]))
         assert peak <= 2, f"an answer {peak} notes thick to a one-voice phrase (extra_voices = 1): {msgs}"
+        assert longest <= bar + 0.02, f"an answer note held {longest:.3f} s, over a bar (longest_note_bars = 1)"
         assert 2 <= ons <= 3 * 2 * len(pitches), f"{ons} notes in two bars answering {len(pitches)} in one"
     assert outside <= 0.2 * total, f"{outside} of {total} answer notes more than an octave outside their phrase"
     assert hanging([(0, d) for d in daemon.sent_log]) == set()

@@ -170,3 +170,72 @@ def test_follow_texture_caps_an_answer_at_the_phrase_plus_its_extra_voices():
     assert follow_texture(Constraints(), 2, 2).max_polyphony == 4  # unlimited before: the phrase sets it
     assert follow_texture(base, 1, None) is base and follow_texture(None, 1, None) is None
     assert follow_texture(None, 1, 1) == Constraints(max_polyphony=2)
+
+
+def test_follow_note_length_holds_an_answer_note_no_longer_than_the_phrase_or_its_bars():
+    from engine.model.sampler import follow_note_length
+
+    base = Constraints.parse("D major", 40, 90, max_polyphony=2)
+    assert follow_note_length(base, 24, 96, 1) == Constraints(base.pitch_classes, 40, 90, 2, max_note_ticks=96)
+    assert follow_note_length(base, 200, 96, 1).max_note_ticks == 200  # the phrase held longer: so may the answer
+    assert follow_note_length(None, 0, 72, 2) == Constraints(max_note_ticks=144)
+    assert follow_note_length(base, 24, 96, None) is base and follow_note_length(None, 24, 96, None) is None
+
+
+def test_a_note_held_to_max_note_ticks_stops_time_until_it_is_released():
+    """A sideman note struck at tick 0 under max_note_ticks 30: at tick 20 no shift past 10 ticks; at tick
+    30 its note-off is the only token allowed (a BAR due first comes first); another note sounding shorter
+    keeps its own room."""
+    c = Constraints(max_note_ticks=30)
+    g = GrammarState(V, Meter())
+    g.feed_all([V.bos, V.task("CONTINUE"), V.style("none"), V.bar, V.role(1), V.note_on(60), V.shift(20)])
+    mask = allowed_mask(g, 1, c)
+    assert mask[V.shift(10)] and not mask[V.shift(11)] and not mask[V.shift(96)]
+    g.feed_all([V.note_on(64), V.shift(10)])
+    mask = allowed_mask(g, 1, c)
+    assert mask.nonzero().flatten().tolist() == [V.note_off(60)]  # released now, nothing struck to wait
+    g.feed(V.note_off(60))
+    mask = allowed_mask(g, 1, c)
+    assert mask[V.shift(20)] and not mask[V.shift(21)]  # the note struck at 20 may sound 20 more ticks
+    g.feed_all([V.shift(20), V.note_on(67), V.shift(46)])  # at the bar line, 64 held 66 ticks
+    assert allowed_mask(g, 1, c).nonzero().flatten().tolist() == [V.bar]  # the grammar's BAR first ...
+    g.feed(V.bar)
+    assert allowed_mask(g, 1, c).nonzero().flatten().tolist() == [V.note_off(64), V.note_off(67)]  # ... then both
+    assert allowed_mask(g, 1, Constraints())[V.shift(60)]  # without the rule: up to the bar line
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.integers(0, V.size - 1), min_size=1, max_size=300), st.integers(1, 120), st.integers(0, 10**6))
+def test_sampled_notes_are_never_held_longer_than_max_note_ticks(prefs, limit, seed):
+    """Whatever the logits prefer (here: random tokens boosted, shifts always strongly), no sideman note
+    outlasts the limit, and some token is always allowed."""
+    c = Constraints(max_note_ticks=limit)
+    st_ = GrammarState(V, Meter())
+    st_.feed_all(PROMPT + [V.role(1)])
+    s = Sampler(SamplingConfig(seed=seed))
+    started: dict[int, int] = {}
+    for pref in prefs:
+        logits = torch.zeros(V.size)
+        logits[V.shift_base:V.shift_base + V.config.max_shift] = 6.0
+        logits[pref] += 8.0
+        mask = allowed_mask(st_, 1, c)
+        mask[V.turn] = mask[V.eos] = False
+        tok = s.sample(logits, mask)
+        st_.feed(tok)
+        if V.is_note_on(tok):
+            started[V.pitch_of(tok)] = st_.position
+        elif V.is_note_off(tok):
+            started.pop(V.pitch_of(tok))
+        assert all(st_.position - t <= limit for t in started.values()), (started, st_.position, limit)
+
+
+def test_the_players_longest_note_restarts_with_each_phrase():
+    st_ = GrammarState(V, Meter())
+    st_.feed_all(PROMPT + [V.role(0), V.note_on(60), V.shift(30), V.note_off(60), V.note_on(62), V.shift(10)])
+    assert st_.player_longest_note() == 30
+    st_.feed_all([V.shift(40)])
+    assert st_.player_longest_note() == 50  # a note still held counts as held till now
+    st_.feed_all([V.note_off(62), V.turn, V.role(1), V.note_on(50), V.shift(96), V.bar, V.note_off(50)])
+    assert st_.player_longest_note() == 50  # the answer's notes are not the player's
+    st_.feed_all([V.turn, V.role(0), V.note_on(64), V.shift(5), V.note_off(64)])
+    assert st_.player_longest_note() == 5  # a new phrase

@@ -39,7 +39,7 @@ from engine.live.conversation import (
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import PLAYER, Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase, is_control
 from engine.model.grammar import GrammarState
-from engine.model.sampler import Constraints, allowed_mask_np, follow_texture
+from engine.model.sampler import Constraints, allowed_mask_np, follow_note_length, follow_texture
 from engine.music.tokens import StreamDecoder, StreamEncoder
 
 log = logging.getLogger(__name__)
@@ -136,6 +136,7 @@ class _Answer:
     window: tuple[int, int] = (0, 0)  # (start, end) in clock ticks, as asked for
     held: list[tuple[int, bool, int, int]] = field(default_factory=list)  # (tick, on, pitch, velocity)
     phrase_voices: int = 1  # the voices of the phrase it answers (engine.music.texture)
+    phrase_longest: int = 0  # ticks: the longest note of the phrase it answers
     constraints: Constraints | None = None  # the part's constraints as this answer's texture allows ...
     constraints_of: Constraints | None = None  # ... derived from these (the part's, until a Configure)
 
@@ -313,6 +314,7 @@ class Generator(ModelPart):
             start_pos=self.session.position, decided_time=decided_time, pre_pos=pre_pos, encoder=pre_enc,
             grammar=pre_grammar, pre_last=pre_last, prefix=prefix, speculative=speculative,
             window=(start_tick, end_tick), phrase_voices=self._grammar.player_voices,
+            phrase_longest=self._grammar.player_longest_note(),
         )
         if not speculative:
             self.stats.responses += 1
@@ -350,7 +352,9 @@ class Generator(ModelPart):
         logits = self.session.logits
         if answer.constraints_of is not self._constraints:
             answer.constraints_of = self._constraints
-            answer.constraints = follow_texture(self._constraints, answer.phrase_voices, self.config.extra_voices)
+            answer.constraints = follow_note_length(
+                follow_texture(self._constraints, answer.phrase_voices, self.config.extra_voices),
+                answer.phrase_longest, self._bar_ticks, self.config.longest_note_bars)
         mask = answer_mask(self._grammar, answer.constraints, answer.end - dec.position, self._last_token)
         token = self._sampler.sample(logits, mask)
         if not answer.tokens and not answer.speculative:
