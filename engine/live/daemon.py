@@ -441,6 +441,11 @@ class Daemon:
                 return
             self._closed = True
         t0 = time.perf_counter()
+        # the monitor's audio first: its PortAudio callback is Python and needs the GIL, while closing a JACK
+        # MIDI client (the poller's, the output's) holds the GIL and waits for the server, which, running
+        # synchronous, waits for that callback: a deadlock (seen under load with `jackd -S` and --monitor)
+        if self.monitor is not None:
+            self.monitor.close()
         for thread in (self.conductor, self.poller):
             if thread is not None:
                 thread.stop(0.5)
@@ -461,8 +466,6 @@ class Daemon:
             self.output.all_notes_off(channels=self.output_channels(), notes=())
         if self.midi_out is not None:
             self.midi_out.close()
-        if self.monitor is not None:
-            self.monitor.close()
         if self._old_switch is not None:
             sys.setswitchinterval(self._old_switch)
         if self._froze_heap:

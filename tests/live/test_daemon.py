@@ -476,6 +476,21 @@ def spawn_daemon(command: list[str], env: dict | None = None) -> tuple[subproces
     return proc, lines, reader
 
 
+def wait_for_exit(proc: subprocess.Popen, lines: list[str], sig, timeout: float = 5.0) -> None:
+    """Send `sig` and wait for the daemon to exit; if it does not, fail with every thread's stack (the
+    daemon dumps them on SIGUSR1, faulthandler) and the log's tail."""
+    proc.send_signal(sig)
+    sent = time.perf_counter()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(1.0)
+        pytest.fail(f"no exit {time.perf_counter() - sent:.1f} s after {signal.Signals(sig).name} (after SIGUSR1: "
+                    f"returncode {proc.poll()}; -10 means it hung past faulthandler, in the interpreter's exit): "
+                    + "".join(lines)[-8000:])
+
+
 @pytest.mark.parametrize("sig, code, extra", [(signal.SIGTERM, 0, ("--monitor",)), (signal.SIGINT, 130, ())])
 def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp_path, sig, code, extra):
     """With --monitor too: the synth plays through JACK audio here, or falls back to silence; either way
@@ -490,8 +505,7 @@ def test_a_signal_mid_answer_leaves_no_hanging_note(jack_server, model_path, tmp
         play_phrase(out)
         assert wait_until(lambda: listener.note_ons(), 10), "no answer: " + "".join(lines)[-2000:]
         time.sleep(0.1)
-        proc.send_signal(sig)
-        proc.wait(timeout=5)
+        wait_for_exit(proc, lines, sig)
         reader.join(2)
         time.sleep(0.1)
         out.close_port()

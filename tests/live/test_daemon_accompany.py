@@ -15,7 +15,7 @@ import pytest
 
 from engine.presets import PRESET_DIR, dump_preset, load_preset
 from test_daemon import (Listener, daemon_command, hanging, player, spawn_daemon, start_in_process, stop_in_process,
-                         wait_until)
+                         wait_for_exit, wait_until)
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "accompaniment.pt"
@@ -191,16 +191,7 @@ def test_sigterm_mid_melody_leaves_no_voice_hanging(jack_server, tmp_path):
         play_melody(out, MELODY[:5])
         out.send_message([0x90, 79, 90])  # a held note: the voices are sounding with it
         assert wait_until(lambda: len(voices_of(listener.messages)[3]) > 0, 5), "no voices: " + "".join(lines)[-2000:]
-        proc.send_signal(signal.SIGTERM)
-        sent = time.perf_counter()
-        try:
-            proc.wait(timeout=5)
-        except Exception:
-            proc.send_signal(signal.SIGUSR1)  # the daemon prints every thread's stack (faulthandler)
-            time.sleep(1.0)
-            pytest.fail(f"no exit {time.perf_counter() - sent:.1f} s after SIGTERM (after SIGUSR1: returncode "
-                        f"{proc.poll()}; -10 means it hung past faulthandler, in the interpreter's exit): "
-                        + "".join(lines)[-8000:])
+        wait_for_exit(proc, lines, signal.SIGTERM)
         reader.join(2)
         time.sleep(0.1)
         out.close_port()
