@@ -23,8 +23,9 @@ commit window; never at or before the player's last event's tick), so committed 
 stream reaches the floor in one sampled shift (one long enough), never a run of short ones.
 When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
 sideman's notes there and rests; the player's next event starts it again.
-While the player plays, voices silent for `enter_after` ticks must enter on the next beat, and with the
-consonance guard a voice's new note keeps the melody's note with at least one consonant voice.
+While the player plays, voices silent for `enter_after` ticks (each voice: `voice_enter_after`) must
+enter on the next beat, and with the consonance guard a voice's new note keeps the melody's note with at
+least one consonant voice.
 
 A cut restores the encoder and grammar from the last checkpoint before it (every CHECKPOINT_EVERY sampled
 tokens) and replays only the rest; tokens reach the session in one batched feed before the next sample
@@ -148,6 +149,9 @@ class Accompanist:
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
         self.enter_after = vocab.config.ticks_per_beat
         self._silent_since = 0  # the tick the sideman's last note ended (or the player began)
+        # ... and each voice silent for a bar enters on the next beat (a chorale's voices do not drop out)
+        self.voice_enter_after = meter.bar_ticks(vocab.config.ticks_per_beat)
+        self._voice_heard: dict[int, int] = {}  # role -> the tick of its last note event (or the player's start)
         self.stats = AccompanistStats()
         self.floor = 0  # new sideman events only at ticks >= floor
         self.last_player_tick = -1  # the tick of the player's last event in the stream
@@ -233,6 +237,7 @@ class Accompanist:
         is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
         if is_note_on and not self.started:
             self._silent_since = q
+            self._voice_heard = {r: q for r in VOICES}
         if is_note_on:
             # the stream begins at the bar of the player's first note (no training piece opens with empty
             # bars); a later silence is shortened to SILENCE_KEEP_BARS empty bars
@@ -388,6 +393,7 @@ class Accompanist:
             for ev in self.grammar.feed(t):
                 if ev.role != PLAYER:
                     self._silent_since = max(self._silent_since, ev.tick)
+                    self._voice_heard[ev.role] = max(self._voice_heard.get(ev.role, 0), ev.tick)
                 if plan and ev.role != PLAYER:
                     self.events.append(PlannedEvent(ev.tick, ev.on, ev.pitch, ev.velocity, ev.role,
                                                     len(self.tokens)))
@@ -418,10 +424,11 @@ class Accompanist:
                 mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
-        if self._must_enter():
+        entering = self._entering()
+        if entering:
             keep = np.zeros(v.size, dtype=bool)
-            keep[[v.role(r) for r in self.voices]] = True
-            if g.role in self.voices:
+            keep[[v.role(r) for r in entering]] = True
+            if g.role in entering:
                 keep[v.vel_base:v.vel_base + v.config.velocity_bins] = True
                 keep[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
             if (mask & keep).any():
@@ -447,12 +454,17 @@ class Accompanist:
             mask[v.shift(1)] = True
         return mask
 
-    def _must_enter(self) -> bool:
-        """On a beat, with the player playing and every voice silent for `enter_after` ticks."""
+    def _entering(self) -> list[int]:
+        """The voices that must strike now: on a beat, with the player playing, every voice when all have been
+        silent for `enter_after` ticks, else each voice silent for `voice_enter_after`."""
         g = self.grammar
-        return (self.started and g.position % self.vocab.config.ticks_per_beat == 0
-                and g.position - self._silent_since >= self.enter_after and self.rest_bar() is None
-                and not self.sideman_sounding)
+        if not (self.started and g.position % self.vocab.config.ticks_per_beat == 0 and self.rest_bar() is None):
+            return []
+        sounding = {r for r, _ in self.sideman_sounding}
+        if not sounding and g.position - self._silent_since >= self.enter_after:
+            return list(self.voices)
+        return [r for r in self.voices if r not in sounding
+                and g.position - self._voice_heard.get(r, self._silent_since) >= self.voice_enter_after]
 
     def step(self) -> list[PlannedEvent]:
         """Sample one token of the plan (or, at the rest bar, close the sideman's notes there); returns

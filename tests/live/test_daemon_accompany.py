@@ -151,7 +151,8 @@ def test_panic_and_a_voice_switched_off_close_their_notes_and_the_accompaniment_
     after = [(t, d) for t, d in list(listener.messages) if t > mark + 0.05]
     voices = voices_of(after)
     assert not voices[1], "the alto was switched off"
-    assert voices[2] and voices[3], "tenor and bass go on"
+    assert voices[2] and voices[3], (f"tenor and bass go on: {len(voices[2])} and {len(voices[3])} notes; "
+                                     + diagnosis(daemon, listener.messages, mark))
     assert not hanging(list(listener.messages)), diagnosis(daemon, listener.messages, mark)
     # stop while it plays: the shutdown closes every voice
     play_melody(out, MELODY[:4], seed=3)

@@ -143,7 +143,7 @@ def session_loaded(session):
         return load_model(MODEL if MODEL.exists() else FALLBACK, V)
 
 
-@pytest.mark.parametrize("window,seed,predict", [(0, 4, False), (2, 5, False), (6, 6, False), (2, 7, True)])
+@pytest.mark.parametrize("window,seed,predict", [(0, 4, False), (2, 5, False), (6, 6, False), (2, 8, True)])
 def test_committed_events_are_never_retracted_or_changed(session, window, seed, predict):
     """What was committed is exactly what the final stream plays: every committed event is in it at its
     tick, and every sideman event in it was committed. A plan that predicts the player leaves none of its
@@ -245,6 +245,35 @@ def test_while_the_player_plays_the_sideman_never_falls_silent(session, seed):
     result = accompany(session, melody, settings, V)
     assert sum(e.on for e in result.events) >= 40
     assert longest_silence_under_the_melody(melody, result.events) <= 3 * TPB
+
+
+def longest_voice_silence(melody: Melody, events, role: int) -> int:
+    """The longest stretch (ticks) of melody time, from its first note to its last, with voice `role` silent."""
+    from engine.train.evaluate_accompany import _notes_of_events, _played_melody_notes
+
+    notes = _played_melody_notes(melody)
+    start, end = min(n.start for n in notes), max(n.end for n in notes)
+    mine = sorted((v.start, v.end) for v in _notes_of_events(events) if v.role == role)
+    longest, t = 0, start
+    for a, b in mine:
+        if a > t:
+            longest = max(longest, min(a, end) - t)
+        t = max(t, b)
+    return max(longest, end - t)
+
+
+@pytest.mark.parametrize("seed,voices", [(8, (1, 2, 3)), (11, (1, 2, 3)), (3, (2, 3)), (5, (2, 3))])
+def test_no_voice_drops_out_for_more_than_a_bar_while_the_player_plays(session, seed, voices):
+    """A chorale's voices do not drop out: each voice silent for a bar strikes on the next beat, with every
+    voice on and with the alto switched off (a tenor once sat silent through 10 melody notes in the JACK
+    test). The limit: a bar, the wait for the next beat, and a beat for the plan's own rest."""
+    from engine.offline.accompaniment import melody_from_midi
+
+    melody = melody_from_midi(REPO / "examples" / "chorale-melody.mid")
+    settings = AccompanySettings(voices=voices, sampling=SamplingConfig(0.9, 0, 0.95, seed), style="bach")
+    events = accompany(session, melody, settings, V).events
+    for role in voices:
+        assert longest_voice_silence(melody, events, role) <= 4 * TPB + 2 * TPB, (role, seed)
 
 
 def unguarded_dissonant_onsets(melody: Melody, events) -> tuple[int, int]:
