@@ -46,10 +46,6 @@ def parse_count_or_any(text: str, flag: str, what: str) -> int | None:
         raise SidemanError(f"{flag} takes {what} or any, not {text!r}") from None
 
 
-def parse_extra_voices(text: str) -> int | None:
-    return parse_count_or_any(text, "--extra-voices", "a number of voices 0..16")
-
-
 def run(args) -> int:
     from engine.offline.continuation import ContinueSettings, continue_prompt, prompt_from_midi, write_midi
     from engine.model.modelfile import load_model
@@ -60,9 +56,10 @@ def run(args) -> int:
     try:
         sampling = SamplingConfig(args.temperature, args.top_k, args.top_p, args.seed)
         constraints = Constraints.parse(args.key, args.low, args.high)
-        settings = ContinueSettings(args.bars, sampling, constraints, extra_voices=parse_extra_voices(args.extra_voices),
-                                    longest_note_bars=parse_count_or_any(args.longest_note_bars, "--longest-note-bars",
-                                                                         "a number of bars 1..64"))
+        settings = ContinueSettings(
+            args.bars, sampling, constraints,
+            extra_voices=parse_count_or_any(args.extra_voices, "--extra-voices", "a number of voices 0..16"),
+            longest_note_bars=parse_count_or_any(args.longest_note_bars, "--longest-note-bars", "a number of bars 1..64"))
         DEFAULT_VOCAB.style(args.style)
     except ValueError as exc:
         raise SidemanError(str(exc)) from None
