@@ -134,6 +134,7 @@ class Accompany:
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # lowest, highest pitch per voice
     predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
+    voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
 
 
 RESTYLE_KEEP = ("nothing", "rhythm", "pitches")
@@ -430,7 +431,7 @@ def _monitor(ctx: _Ctx, raw: dict) -> Monitor:
 
 def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
     d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats",
-                                     "predict_player", "consonance_guard") + tuple(f"{v}_range" for v in VOICE_NAMES))
+                                     "predict_player", "consonance_guard", "voice_leading") + tuple(f"{v}_range" for v in VOICE_NAMES))
     names = d.get("voices", list(VOICE_NAMES))
     allowed_voices = 'a list of some of "alto", "tenor", "bass", e.g. ["alto", "tenor", "bass"]'
     if not isinstance(names, list) or not names or any(n not in VOICE_NAMES for n in names) or len(set(names)) != len(names):
@@ -462,6 +463,7 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
         predict_player=ctx.boolean(d.get("predict_player", Accompany.predict_player), "accompany.predict_player"),
         consonance_guard=ctx.boolean(d.get("consonance_guard", Accompany.consonance_guard),
                                      "accompany.consonance_guard"),
+        voice_leading=ctx.boolean(d.get("voice_leading", Accompany.voice_leading), "accompany.voice_leading"),
     )
 
 
@@ -597,6 +599,7 @@ def to_dict(preset: Preset) -> dict:
                       "rest_after_beats": preset.accompany.rest_after_beats,
                       "predict_player": preset.accompany.predict_player,
                       "consonance_guard": preset.accompany.consonance_guard,
+                      "voice_leading": preset.accompany.voice_leading,
                       **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
         "restyle": {"style": preset.restyle.style, "amount": preset.restyle.amount, "keep": preset.restyle.keep,
                     "style_programs": preset.restyle.style_programs},

@@ -25,7 +25,8 @@ When the player stops (nothing held for `rest_after` ticks) the plan runs to the
 sideman's notes there and rests; the player's next event starts it again.
 While the player plays, voices silent for `enter_after` ticks (each voice: `voice_enter_after`) must
 enter on the next beat, and with the consonance guard a voice's new note keeps the melody's note with at
-least one consonant voice.
+least one consonant voice; with the voice-leading rule it moves in no parallel fifth or octave with a voice
+that moved at the tick and crosses no neighbour (engine.model.voice_leading).
 
 A cut restores the encoder and grammar from the last checkpoint before it (every CHECKPOINT_EVERY sampled
 tokens) and replays only the rest; tokens reach the session in one batched feed before the next sample
@@ -46,6 +47,7 @@ import numpy as np
 
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, allowed_mask_np
+from engine.model.voice_leading import voice_leading_ons
 from engine.music.harmony import CONSONANT
 from engine.music.tokens import Meter, StreamEncoder, quantize
 from engine.music.vocab import PLAYER, Vocab
@@ -124,7 +126,7 @@ class Accompanist:
                  voices: Sequence[int] = VOICES, constraints: dict[int, Constraints] | None = None,
                  rest_after_ticks: int | None = None,
                  rollback: Callable[[int], None] | None = None, predict_player: bool = False,
-                 consonance_guard: bool = True) -> None:
+                 consonance_guard: bool = True, voice_leading: bool = True) -> None:
         self.session = session
         self.vocab = vocab
         self.sampler = sampler
@@ -145,6 +147,9 @@ class Accompanist:
         # consonance_guard: while no sideman note sounding is consonant with the melody's, a voice's new note
         # must be (a voice may still pass through a dissonance while another holds the harmony)
         self.consonance_guard = consonance_guard
+        # voice_leading: a voice's new note never moves in parallel fifths or octaves with a voice that moved
+        # at the tick, nor crosses a neighbour (engine.model.voice_leading), while some note-on stays allowed
+        self.voice_leading = voice_leading
         # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
         self.enter_after = vocab.config.ticks_per_beat
@@ -424,6 +429,10 @@ class Accompanist:
                 mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
+        if self.voice_leading and g.role in self.voices:
+            led = mask & voice_leading_ons(g, g.role)
+            if led[v.note_on_base:v.note_on_base + v.config.n_pitches].any():
+                mask = led
         entering = self._entering()
         if entering:
             keep = np.zeros(v.size, dtype=bool)

@@ -52,6 +52,11 @@ class GrammarState:
         self.player_texture = PhraseTexture()
         self.player_longest = 0  # ticks: the longest note of the player's phrase so far (restarts with the texture)
         self._turned = False
+        # the notes sounding at the last tick before this one where a note began (the previous onset, from
+        # which voice leading is judged: engine.music.harmony.parallels), and each role's last note-on pitch
+        self.onset_sounding: frozenset[tuple[int, int]] = frozenset()
+        self.last_pitch: dict[int, int] = {}
+        self._onset_here = False  # a note began at this tick
 
     # ---- what the decoder knows ---------------------------------------------------------------
     @property
@@ -106,6 +111,8 @@ class GrammarState:
         v = self.vocab
         t = int(token)
         role = self.decoder.role
+        if self._onset_here and v.is_shift(t):
+            self._leave_onset()
         events = self.decoder.feed(t)
         for e in events:
             if e.role == PLAYER:
@@ -123,6 +130,8 @@ class GrammarState:
             self._resync()
         elif v.is_note_on(t):
             self.on_tick[(role, v.pitch_of(t))] = self.position
+            self.last_pitch[role] = v.pitch_of(t)
+            self._onset_here = True
         elif v.is_note_off(t):
             began = self.on_tick.pop((role, v.pitch_of(t)), None)
             if role == PLAYER and began is not None:
@@ -135,6 +144,8 @@ class GrammarState:
         """The stream's position moved on by `ticks` (whole bars) with no tokens written: an encoder
         shortened a long silence (StreamEncoder.skip_silence). The bar phase is kept."""
         if ticks:
+            if self._onset_here:
+                self._leave_onset()
             self.decoder.position += ticks
             if self.next_bar is not None:
                 self.next_bar += ticks
@@ -149,8 +160,14 @@ class GrammarState:
         out = copy.copy(self)
         out.decoder = self.decoder.copy()
         out.on_tick = dict(self.on_tick)
+        out.last_pitch = dict(self.last_pitch)
         out.player_texture = self.player_texture.copy()
         return out
+
+    def _leave_onset(self) -> None:
+        """The position moves on from a tick where a note began: what sounds now is the previous onset's."""
+        self.onset_sounding = frozenset(self.decoder.sounding)
+        self._onset_here = False
 
     def _resync(self) -> None:
         """A fed stream may pass bar lines without BAR tokens (e.g. a meter change): keep the phase."""

@@ -50,6 +50,7 @@ class AccompanyConfig:
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # each voice's lowest, highest pitch
     predict_player: bool = True  # the plan also predicts the player's next events (never played)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
+    voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
         return voice_constraints(self.voices, self.ranges, key_pitch_classes)
@@ -59,7 +60,8 @@ class AccompanyConfig:
         a = preset.accompany
         return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
                    lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges,
-                   predict_player=a.predict_player, consonance_guard=a.consonance_guard)
+                   predict_player=a.predict_player, consonance_guard=a.consonance_guard,
+                   voice_leading=a.voice_leading)
 
 
 # -- the model thread's commands ---------------------------------------------------------------------
@@ -114,7 +116,8 @@ class AccompanyPart(ModelPart):
                                    accompany.constraints(config.key_pitch_classes),
                                    rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
                                    rollback=self.rollback, predict_player=accompany.predict_player,
-                                   consonance_guard=accompany.consonance_guard)
+                                   consonance_guard=accompany.consonance_guard,
+                                   voice_leading=accompany.voice_leading)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
         self._revision_taken = 0.0  # perf_counter when the model thread took that event
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
@@ -260,6 +263,7 @@ class AccompanyPart(ModelPart):
         p.rest_after = int(round(config.rest_after_beats * self.vocab.config.ticks_per_beat))
         p.predict_player = config.predict_player
         p.consonance_guard = config.consonance_guard
+        p.voice_leading = config.voice_leading
 
 
 # -- the mode, on the conductor thread ------------------------------------------------------------------
