@@ -142,3 +142,32 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
         assert 0.0 <= rows["reconstruction_token_accuracy"] <= 1.0
         assert rows["pairs"]["model"]
     assert r["ceiling"]["clean"] > 0.5 and 0.0 <= r["probe"]["model"] <= 1.0
+
+
+@pytest.mark.slow
+def test_guidance_moves_restyled_phrases_further_toward_the_target_than_the_decoder_alone():
+    """The same phrases, targets and seeds with guidance 1.5 and 0: the classifier (used by no model's
+    training) calls the guided phrases the target style more often. Measured on the full test split: 0.67
+    against 0.37 (`sideman eval --task restyle`); here 29 phrases x 3 targets of the small cache."""
+    from engine.corpus.phrases import corpus_phrases, style_corpus
+    from engine.model.modelfile import load_model
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+    from engine.music.styles import STYLE_NAMES
+    from engine.train.style_classifier import load_classifier
+
+    phrases = corpus_phrases(style_corpus(24), "test", 6, seed=0)
+    restyler = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1))
+    judge = load_classifier(CLASSIFIER)
+    hits = {1.5: 0, 0.0: 0}
+    n = 0
+    for i, p in enumerate(phrases):
+        for k in range(3):
+            target = (p.style + 1 + (i + k) % 4) % 5
+            n += 1
+            for guidance in hits:
+                out = restyler.restyle(p.melody, RestyleSettings(style=STYLE_NAMES[target], guidance=guidance),
+                                       seed=100 * i + k)
+                hits[guidance] += int(judge.predict([out])[0] == target)
+    assert n >= 60, n
+    assert hits[1.5] / n >= hits[0.0] / n + 0.1, (hits, n)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -137,8 +138,9 @@ def offline_session(model_path: str):
         return ModelSession(load_model(model_path, V), device="cpu", threads=1)
 
 
-def offline_consonance(session, melodies_ticks, spt: float, seed: int) -> tuple[float, float]:
-    """CR, UR of the same melodies accompanied offline (commit window 0), notes in ms."""
+def offline_consonance(session, melodies_ticks, spt: float, seed: int, commit_ticks: int = 0) -> tuple[float, float]:
+    """CR, UR of the same melodies accompanied offline (commit window 0, or the live window's ticks: what the
+    window itself costs, the live machinery aside), notes in ms."""
     from engine.model.sampler import SamplingConfig
     from engine.music.harmony import consonance
     from engine.music.metrics import Note
@@ -150,7 +152,7 @@ def offline_consonance(session, melodies_ticks, spt: float, seed: int) -> tuple[
     for k, (offset, msgs) in enumerate(melodies_ticks):
         melody = Melody([(t, tuple(d)) for t, d in msgs], Meter(), 60.0 / (spt * 24), msgs[-1][0])
         result = accompany(session, melody, AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + k),
-                                                              style="bach"), V)
+                                                              style="bach"), V, commit_ticks=commit_ticks)
         notes += notes_ms([((offset + t) * spt, d) for t, d in msgs], {0: 0})
         opened = {}
         for e in result.events:
@@ -168,7 +170,6 @@ def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_
     """The machine's own reference for a revision's work: the same revisions as the live mode's (the plan
     `lookahead_ticks` ahead, the window committed, then the player's event cut in and the plan made again
     past the window), timed in this process with nothing running beside it (ms)."""
-    import math
 
     from engine.model.accompanist import Accompanist, expire_after_ticks, voice_constraints
     from engine.model.sampler import Sampler, SamplingConfig
@@ -296,6 +297,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     session = offline_session(model_path)
     off_cr, off_ur = offline_consonance(session, placed, spt, seed)
     window_ticks = preset.accompany.commit_ms / 1000.0 / spt
+    win_cr, win_ur = offline_consonance(session, placed, spt, seed, math.ceil(window_ticks))
     reference_ms = offline_revision_ms(session, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
                                        spt)
     committed = stats.committed_notes
@@ -323,6 +325,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "cr_live": round(live_cr, 4), "ur_live": round(live_ur, 4),
         "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4),
         "cr_gap": round(off_cr - live_cr, 4),
+        # the same offline planner with the live commit window (in whole ticks): the window's own cost
+        "cr_offline_window": round(win_cr, 4), "ur_offline_window": round(win_ur, 4),
         "model": model_path, "torch_threads": threads, "load_average": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -346,6 +350,6 @@ def report(r: dict) -> str:
         f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
         f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
         f"  consonance live CR {r['cr_live']} UR {r['ur_live']} vs offline CR {r['cr_offline']} UR {r['ur_offline']} "
-        f"(gap {r['cr_gap']})",
+        f"(gap {r['cr_gap']}); offline with the commit window CR {r['cr_offline_window']} UR {r['ur_offline_window']}",
         f"  machine: {r['cpu_count']} CPUs, load average {r['load_average']}",
     ])

@@ -26,6 +26,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--candidates", type=int, default=4,
                         help="restyle: candidates the critic chooses among in the critic variant (default 4)")
     parser.add_argument("--temperature", type=float, default=0.8, help="restyle: the sampling temperature")
+    parser.add_argument("--guidance", type=float, default=1.5,
+                        help="restyle: the guidance of the guided rows (the unguided rows are 0)")
     parser.add_argument("--probe-only", action="store_true", help="restyle: only the probe on z (model, ablation)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -41,7 +43,7 @@ def run(args) -> int:
         r = evaluate_restyle(model, args.ablation, per_style=args.prompts or 20, seed=args.seed,
                              temperature=args.temperature, candidates=args.candidates,
                              as_played=not args.no_as_played, data_limit=args.data_limit or 0,
-                             probe_only=args.probe_only)
+                             probe_only=args.probe_only, guidance=args.guidance)
         print(json.dumps(r, indent=2) if args.json else format_report(r))
         return 0
     if args.task == "accompany":

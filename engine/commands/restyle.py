@@ -23,10 +23,14 @@ def add_arguments(parser) -> None:
                         help="0 = your phrase's own style (it comes back as it was) .. 1 = the target style (default)")
     parser.add_argument("--keep", default="nothing", choices=("nothing", "rhythm", "pitches"),
                         help="keep your rhythm (the model picks the pitches) or your pitches (it picks the rhythm)")
+    parser.add_argument("--guidance", type=float, default=1.5,
+                        help="0 = the decoder alone .. 4: how hard each note is pushed from your phrase's own style "
+                             "towards the target (default 1.5; each note costs two decode steps when > 0)")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-p", type=float, default=0.95)
-    parser.add_argument("--candidates", type=int, default=1,
-                        help="sample this many and keep the best by the style critic plus the similarity to yours")
+    parser.add_argument("--candidates", type=int, default=4,
+                        help="sample this many and keep the best by the style critic plus the similarity to yours "
+                             "(default 4: target style 0.72 against 0.67 for one, chroma 0.43 against 0.31)")
     parser.add_argument("--seed", type=int, default=None, help="the same seed gives the same result")
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="a restyle model (default: the shipped one)")
     parser.add_argument("--wav", default=None, help="also render the result to this WAV file (FluidSynth)")
@@ -45,6 +49,7 @@ def run(args) -> int:
     styles = tuple(s.strip().lower() for s in args.style.split(",") if s.strip())
     try:
         settings = RestyleSettings(style=styles[0] if styles else "", amount=args.amount, keep=args.keep,
+                                   guidance=args.guidance,
                                    sampling=SamplingConfig(args.temperature, 0, args.top_p, None),
                                    candidates=args.candidates)
         for style in styles:
@@ -59,7 +64,7 @@ def run(args) -> int:
     m = source.melody
     detail = ", ".join(f"as {s} (ch {i + 2}, {len(x.notes)} notes)" for i, (s, x) in enumerate(result.results))
     print(f"wrote {args.output}: your melody (ch 1, {len(m.notes)} notes, {m.bars} bars), then {detail}; amount "
-          f"{settings.amount:g}, keep {settings.keep}; {session.name}, {source.bpm:.0f} BPM, "
+          f"{settings.amount:g}, keep {settings.keep}, guidance {settings.guidance:g}; {session.name}, {source.bpm:.0f} BPM, "
           f"{m.meter.numerator}/{m.meter.denominator}")
     write_wav_and_png(args.output, args.wav, args.png,
                       f"{Path(args.input).name} restyled as {', '.join(styles)} by {session.name}")

@@ -19,6 +19,12 @@ The knobs besides style and amount:
     keep = "pitches"   the phrase's own pitches in order, the model chooses when each sounds (whenever it
                        would start a note, the note is the phrase's next pitch): the same tune, phrased in
                        the target style's rhythm (a folk tune as a chorale line)
+    guidance           how far each token's choice is pushed from the phrase's own style towards the target:
+                       the logits are l(z, style) + guidance * (l(z, style) - l(z, own)), classifier-free
+                       guidance's form with the own style as the contrast. 0 is the decoder alone (the
+                       condition is too weak in it: a restyled phrase mostly keeps its own style); the
+                       contrast is decoded on a second session (`ModelSession.twin`), so each token costs
+                       two decode steps. Amount 0 makes the two conditions equal: no push
     temperature, top_p the sampler's
     candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
                        probability of the target style plus its chroma similarity to the phrase (offline;
@@ -42,6 +48,7 @@ from engine.music.tokens import DecodedEvent
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
 KEEP = ("nothing", "rhythm", "pitches")
+MAX_GUIDANCE = 4.0
 HEADER = 4  # BOS, RESTYLE, STYLE_none, the first BAR: fed, never sampled
 
 
@@ -50,6 +57,7 @@ class RestyleSettings:
     style: str = "chorale"
     amount: float = 1.0
     keep: str = "nothing"
+    guidance: float = 1.5  # 0 = the decoder alone; see the module docstring
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.8, top_p=0.95))
     candidates: int = 1
     constraints: Constraints | None = None
@@ -59,6 +67,8 @@ class RestyleSettings:
         style_index(self.style)
         if not 0.0 <= self.amount <= 1.0:
             raise SidemanError(f"amount {self.amount:g} is out of range: 0 (the phrase's own style) .. 1 (the target)")
+        if not 0.0 <= self.guidance <= MAX_GUIDANCE:
+            raise SidemanError(f"guidance {self.guidance:g} is out of range: 0 (off) .. {MAX_GUIDANCE:g}")
         if self.keep not in KEEP:
             raise SidemanError(f"keep {self.keep!r}: choose one of {', '.join(KEEP)}")
         if not 1 <= self.candidates <= 16:
@@ -78,12 +88,15 @@ def check_restyle_card(card: dict, path) -> None:
 class Restyler:
     """Restyles phrases with one ModelSession (not thread-safe: one owner drives it)."""
 
-    def __init__(self, session, vocab: Vocab = DEFAULT_VOCAB) -> None:
+    def __init__(self, session, vocab: Vocab = DEFAULT_VOCAB, guide=None) -> None:
+        """`guide`: the session that decodes the own-style contrast for guidance (default: the session's
+        twin, made now, so that no phrase end waits for it)."""
         self.session = session
         self.vocab = vocab
         check_restyle_card(session.card, session.name)
         self.z_dim = int(session.card["restyle"]["z_dim"])
         self.n_styles = len(STYLE_NAMES)
+        self.guide = guide if guide is not None else session.twin()
 
     def _tensor(self, tokens: list[int]) -> torch.Tensor:
         return torch.tensor([tokens], dtype=torch.long, device=self.session.device)  # (1, T)
@@ -108,12 +121,18 @@ class Restyler:
         tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
         tokens = tokens[: int(self.session.card["restyle"]["max_len"])]
         z = self.latent(tokens)
-        style = self.style_vector(self.own_style(tokens), settings.style, settings.amount)
+        own = self.own_style(tokens)
+        style = self.style_vector(own, settings.style, settings.amount)
         self.session.set_condition(torch.from_numpy(np.concatenate([z, style])))
         self.session.reset()
+        logits = self.session
+        if settings.guidance > 0 and settings.amount > 0:
+            self.guide.set_condition(torch.from_numpy(np.concatenate([z, own.astype(np.float32)])))
+            self.guide.reset()
+            logits = GuidedLogits(self.session, self.guide, settings.guidance)
         sampling = settings.sampling if seed is None else SamplingConfig(
             settings.sampling.temperature, settings.sampling.top_k, settings.sampling.top_p, seed)
-        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling))
+        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling), logits)
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
         """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability
@@ -132,14 +151,32 @@ class Restyler:
         return best
 
 
+class GuidedLogits:
+    """Two sessions fed the same tokens, one conditioned on the target style, one on the phrase's own; the
+    logits (1 + w) * target - w * own (w: the guidance)."""
+
+    def __init__(self, target, own, weight: float) -> None:
+        self.target, self.own, self.weight = target, own, float(weight)
+
+    def _mix(self, target: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        return target + self.weight * (target - own)  # (V,)
+
+    def feed(self, tokens: list[int]) -> torch.Tensor:
+        return self._mix(self.target.feed(tokens), self.own.feed(tokens))
+
+    def append(self, token: int) -> torch.Tensor:
+        return self._mix(self.target.append(token), self.own.append(token))
+
+
 class RestyleDecode:
     """One restyled phrase being written: `step()` writes one token and returns the notes it makes."""
 
     def __init__(self, restyler: Restyler, melody: Melody, source_tokens: list[int], settings: RestyleSettings,
-                 sampler: Sampler) -> None:
+                 sampler: Sampler, logits=None) -> None:
+        """`logits`: what the tokens are fed to for the next logits (the session, or GuidedLogits)."""
         v = restyler.vocab
         self.vocab = v
-        self.session = restyler.session
+        self.session = logits if logits is not None else restyler.session
         self.settings = settings
         self.sampler = sampler
         self.meter = melody.meter
@@ -247,4 +284,4 @@ class RestyleDecode:
         return None
 
 
-__all__ = ["KEEP", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]
+__all__ = ["KEEP", "GuidedLogits", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]

@@ -128,7 +128,8 @@ def reconstruction_accuracy(session: ModelSession, phrases, rng=None) -> float:
 def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | None = None,
                      classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
                      temperature: float = 0.8, candidates: int = 4, probe_per_style: int = 300,
-                     as_played: bool = True, data_limit: int = 0, probe_only: bool = False) -> dict:
+                     as_played: bool = True, data_limit: int = 0, probe_only: bool = False,
+                     guidance: float = RestyleSettings.guidance) -> dict:
     t0 = time.monotonic()
     corpus = style_corpus(data_limit)
     judge = load_classifier(classifier)
@@ -143,7 +144,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     sets = [] if probe_only else sets
     report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
                     "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
-                    "candidates": candidates,
+                    "candidates": candidates, "guidance": guidance,
                     "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
                                 "as_played": judge.card["metrics"]["test_accuracy_played"]},
                     "chance": 1.0 / k}
@@ -152,9 +153,12 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     base_rng = np.random.default_rng(seed + 2)
     for set_name, source_of in sets:
         rows = {"pairs": {}}
-        variants = (("model", 1, "nothing"), ("model_critic", candidates, "nothing"), ("keep_rhythm", 1, "rhythm"),
-                    ("keep_pitches", 1, "pitches"))
-        for variant, n_cand, keep in variants:
+        # the model as it plays (guided), the critic choosing among candidates, the knobs; and unguided
+        # (guidance 0: the decoder alone) for comparison
+        variants = (("model", 1, "nothing", guidance), ("model_critic", candidates, "nothing", guidance),
+                    ("keep_rhythm", 1, "rhythm", guidance), ("keep_pitches", 1, "pitches", guidance),
+                    ("unguided", 1, "nothing", 0.0), ("unguided_critic", candidates, "nothing", 0.0))
+        for variant, n_cand, keep, push in variants:
             sources, outputs, targets = [], [], []
             pair_hits = np.zeros((k, k))
             pair_n = np.zeros((k, k))
@@ -162,7 +166,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                 for t in range(k):
                     if t == p.style:
                         continue
-                    settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, keep=keep,
+                    settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, keep=keep, guidance=push,
                                                sampling=SamplingConfig(temperature, 0, 0.95, None),
                                                candidates=n_cand)
                     out = restyler.restyle(source_of(p), settings, seed=seed * 1000 + i * 10 + t)
@@ -234,7 +238,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
 
 def format_report(r: dict) -> str:
     lines = [f"restyle eval: {r['model']} ({r['per_style']} test phrases per style, every pair, temperature "
-             f"{r['temperature']}; "
+             f"{r['temperature']}, guidance {r.get('guidance', 0)}; "
              f"classifier ceiling {r['ceiling']['clean']:.3f} clean / {r['ceiling']['as_played']:.3f} as played)"]
     for set_name in ("clean", "as_played"):
         if set_name not in r:
@@ -242,7 +246,10 @@ def format_report(r: dict) -> str:
         rows = r[set_name]
         lines.append(f"  {set_name}:")
         lines.append(f"    {'':<16}{'target acc':>11}{'chroma':>9}{'onsets':>9}")
-        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
+        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "unguided", "unguided_critic", "copy",
+                     "random_target"):
+            if name not in rows:
+                continue
             x = rows[name]
             lines.append(f"    {name:<16}{x['target_accuracy']:>11.3f}{x['chroma']:>9.3f}{x['onsets']:>9.3f}")
         a0 = rows["amount_0"]

@@ -7,6 +7,7 @@ import random
 
 import pytest
 import torch
+from pathlib import Path
 
 from engine.errors import ModelError
 from engine.model.modelfile import load_model
@@ -146,3 +147,37 @@ def test_conditional_session(tmp_path):
     assert (got - ref).abs().max().item() < TOL
     s.reset()  # the condition survives a reset
     assert (s.feed(toks) - ref).abs().max().item() < TOL
+
+
+def test_a_twin_has_its_own_cache_and_condition_and_decodes_as_the_session_does():
+    """The restyler's guidance decodes a second condition beside the first: the twin's cache and condition
+    are its own (the TorchScript module holds both), and the same tokens under the same condition give the
+    same logits."""
+    import warnings
+
+    V = DEFAULT_VOCAB
+    restyle = Path(__file__).resolve().parents[2] / "models" / "restyle.pt"
+    if not restyle.exists():
+        pytest.skip("no conditional model shipped")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        session = ModelSession(load_model(restyle, V), device="cpu", threads=1)
+    twin = session.twin()
+    assert twin is session.twin() and twin.module is not session.module
+    cond = session.cond_dim
+    tokens = [V.bos, V.task("RESTYLE"), V.style("none"), V.bar, V.note_on(62), V.shift(12)]
+    first = torch.zeros(cond)
+    first[-5] = 1.0
+    second = torch.zeros(cond)
+    second[-1] = 1.0
+    session.set_condition(first)
+    session.reset()
+    twin.set_condition(second)
+    twin.reset()
+    a = session.feed(tokens).clone()
+    b = twin.feed(tokens).clone()
+    assert not torch.allclose(a, b)  # each its own condition, though fed the same tokens
+    twin.set_condition(first)
+    twin.reset()
+    assert torch.equal(twin.feed(tokens), a)
+    assert torch.equal(session.append(V.note_off(62)), twin.append(V.note_off(62)))

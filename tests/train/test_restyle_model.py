@@ -106,3 +106,25 @@ def test_a_tiny_training_run_on_real_phrases_exports_a_model_the_runtime_restyle
     out = Restyler(session).restyle(tune(), RestyleSettings(style="fiddle"), seed=1)
     assert out.bars == 1 and out.meter == Meter(4, 4)
     assert (out.notes[:, 0] < 96).all() and (out.notes[:, 1] <= 96).all()
+
+
+def test_guided_logits_push_away_from_the_own_style_and_feed_both_sessions_every_token():
+    from engine.model.restyler import GuidedLogits
+
+    class Fixed:
+        def __init__(self, logits):
+            self.logits, self.fed = torch.tensor(logits), []
+
+        def feed(self, tokens):
+            self.fed += list(tokens)
+            return self.logits
+
+        def append(self, token):
+            self.fed.append(token)
+            return self.logits
+
+    target, own = Fixed([2.0, 1.0, 0.0]), Fixed([1.0, 1.0, 1.0])
+    g = GuidedLogits(target, own, 1.5)
+    assert torch.allclose(g.feed([5, 6]), torch.tensor([3.5, 1.0, -1.5]))
+    assert torch.allclose(g.append(7), torch.tensor([3.5, 1.0, -1.5]))
+    assert target.fed == own.fed == [5, 6, 7]  # the contrast hears every token the target does

@@ -129,7 +129,7 @@ class RestyleStats(PartStats):
 
 def settings_from(preset, config: PartConfig) -> RestyleSettings:
     r = preset.restyle
-    return RestyleSettings(style=r.style, amount=r.amount, keep=r.keep, sampling=config.sampling(),
+    return RestyleSettings(style=r.style, amount=r.amount, keep=r.keep, guidance=r.guidance, sampling=config.sampling(),
                            constraints=config.constraints())
 
 
