@@ -148,6 +148,7 @@ class Restyle:
     amount: float = 1.0  # 0 = the phrase's own style .. 1 = the target's
     keep: str = "nothing"  # nothing | rhythm (the phrase's own rhythm) | pitches (its own pitches, in order)
     guidance: float = 1.5  # 0 = the decoder alone .. 4: how hard each note is pushed from the own style to the target
+    register: int | None = 12  # the restyled line within the phrase's range +- this many semitones; None = "any"
     style_programs: bool = True  # a Program Change 0..4 no preset is mapped to picks the style
 
 
@@ -469,12 +470,14 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
 
 
 def _restyle(ctx: _Ctx, raw: dict) -> Restyle:
-    d = ctx.table(raw, "restyle", ("style", "amount", "keep", "guidance", "style_programs"))
+    d = ctx.table(raw, "restyle", ("style", "amount", "keep", "guidance", "register", "style_programs"))
+    register = d.get("register", Restyle.register)
     return Restyle(
         style=ctx.choice(d.get("style", Restyle.style), "restyle.style", STYLE_NAMES),
         amount=ctx.number(d.get("amount", Restyle.amount), "restyle.amount", 0, 1),
         keep=ctx.choice(d.get("keep", Restyle.keep), "restyle.keep", RESTYLE_KEEP),
         guidance=ctx.number(d.get("guidance", Restyle.guidance), "restyle.guidance", 0, 4),
+        register=None if register == "any" else ctx.integer(register, "restyle.register", 0, 24, ', or "any"'),
         style_programs=ctx.boolean(d.get("style_programs", Restyle.style_programs), "restyle.style_programs"),
     )
 
@@ -605,6 +608,7 @@ def to_dict(preset: Preset) -> dict:
                       **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
         "restyle": {"style": preset.restyle.style, "amount": preset.restyle.amount, "keep": preset.restyle.keep,
                     "guidance": preset.restyle.guidance,
+                    "register": "any" if preset.restyle.register is None else preset.restyle.register,
                     "style_programs": preset.restyle.style_programs},
     }
 

@@ -171,3 +171,32 @@ def test_guidance_moves_restyled_phrases_further_toward_the_target_than_the_deco
                 hits[guidance] += int(judge.predict([out])[0] == target)
     assert n >= 60, n
     assert hits[1.5] / n >= hits[0.0] / n + 0.1, (hits, n)
+
+
+@pytest.mark.slow
+def test_a_restyled_line_stays_in_the_register_of_the_phrase_it_heard():
+    """Guided toward a style, the decoder also drifts toward that style's register (fiddle tunes sit high):
+    with `register` 7 every note stays within the phrase's range +- 7 semitones, with the default (12) within
+    an octave of it; with `any`, some of the same phrases' notes leave it by more than an octave (measured on
+    the full test split: 12-14 % of notes)."""
+    from engine.corpus.phrases import corpus_phrases, style_corpus
+    from engine.model.modelfile import load_model
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+    from engine.music.styles import STYLE_NAMES
+
+    phrases = corpus_phrases(style_corpus(24), "test", 6, seed=0)
+    restyler = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1))
+    inside = notes = far = octave = 0
+    for i, p in enumerate(phrases):
+        low, high = int(p.melody.notes[:, 2].min()), int(p.melody.notes[:, 2].max())
+        target = STYLE_NAMES[(p.style + 1 + i % 4) % 5]
+        kept = restyler.restyle(p.melody, RestyleSettings(style=target, register=7), seed=i).notes[:, 2]
+        default = restyler.restyle(p.melody, RestyleSettings(style=target), seed=i).notes[:, 2]
+        octave += int(((default < low - 12) | (default > high + 12)).sum())
+        free = restyler.restyle(p.melody, RestyleSettings(style=target, register=None), seed=i).notes[:, 2]
+        notes += len(kept)
+        inside += int(((kept >= low - 7) & (kept <= high + 7)).sum())
+        far += int(((free < low - 12) | (free > high + 12)).sum())
+    assert notes >= 100 and inside == notes and octave == 0, (inside, notes, octave)
+    assert far >= 5, far

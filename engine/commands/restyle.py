@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from engine.commands.continue_ import parse_count_or_any
 from engine.commands.outputs import write_wav_and_png
 from engine.errors import SidemanError
 
@@ -26,6 +27,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--guidance", type=float, default=1.5,
                         help="0 = the decoder alone .. 4: how hard each note is pushed from your phrase's own style "
                              "towards the target (default 1.5; each note costs two decode steps when > 0)")
+    parser.add_argument("--register", default="12",
+                        help="semitones the restyled line may go beyond your phrase's own range each side "
+                             "(default 12: never more than an octave outside it; 7 keeps it closer), or any")
     parser.add_argument("--temperature", type=float, default=0.8)
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--candidates", type=int, default=4,
@@ -50,6 +54,7 @@ def run(args) -> int:
     try:
         settings = RestyleSettings(style=styles[0] if styles else "", amount=args.amount, keep=args.keep,
                                    guidance=args.guidance,
+                                   register=parse_count_or_any(args.register, "--register", "a number of semitones"),
                                    sampling=SamplingConfig(args.temperature, 0, args.top_p, None),
                                    candidates=args.candidates)
         for style in styles:

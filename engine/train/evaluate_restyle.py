@@ -72,6 +72,19 @@ def _similarity(sources: list[Melody], outputs: list[Melody]) -> tuple[float, fl
     return float(np.mean(chroma)), float(np.mean(onsets))
 
 
+def _register(sources: list[Melody], outputs: list[Melody]) -> tuple[float, float]:
+    """(the share of output notes more than an octave outside the source's range, the median over phrases of
+    |median output pitch - median source pitch|), as a listener hears a line leave the phrase's register."""
+    outside, distance = [], []
+    for a, b in zip(sources, outputs):
+        if not len(a.notes) or not len(b.notes):
+            continue
+        src, out = a.notes[:, 2], b.notes[:, 2]
+        outside.append(float(((out < src.min() - 12) | (out > src.max() + 12)).mean()))
+        distance.append(abs(float(np.median(out)) - float(np.median(src))))
+    return (float(np.mean(outside)) if outside else 0.0), (float(np.median(distance)) if distance else 0.0)
+
+
 def _latents(restyler: Restyler, phrases, rng=None) -> np.ndarray:
     out = []
     for p in phrases:
@@ -144,7 +157,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     sets = [] if probe_only else sets
     report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
                     "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
-                    "candidates": candidates, "guidance": guidance,
+                    "candidates": candidates, "guidance": guidance, "register": RestyleSettings.register,
                     "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
                                 "as_played": judge.card["metrics"]["test_accuracy_played"]},
                     "chance": 1.0 / k}
@@ -155,10 +168,14 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
         rows = {"pairs": {}}
         # the model as it plays (guided), the critic choosing among candidates, the knobs; and unguided
         # (guidance 0: the decoder alone) for comparison
-        variants = (("model", 1, "nothing", guidance), ("model_critic", candidates, "nothing", guidance),
-                    ("keep_rhythm", 1, "rhythm", guidance), ("keep_pitches", 1, "pitches", guidance),
-                    ("unguided", 1, "nothing", 0.0), ("unguided_critic", candidates, "nothing", 0.0))
-        for variant, n_cand, keep, push in variants:
+        # the register rule off (the line may leave the phrase's register)
+        reg = RestyleSettings.register
+        variants = (("model", 1, "nothing", guidance, reg), ("model_critic", candidates, "nothing", guidance, reg),
+                    ("keep_rhythm", 1, "rhythm", guidance, reg), ("keep_pitches", 1, "pitches", guidance, reg),
+                    ("unguided", 1, "nothing", 0.0, reg), ("unguided_critic", candidates, "nothing", 0.0, reg),
+                    ("any_register", 1, "nothing", guidance, None),
+                    ("any_register_critic", candidates, "nothing", guidance, None))
+        for variant, n_cand, keep, push, register in variants:
             sources, outputs, targets = [], [], []
             pair_hits = np.zeros((k, k))
             pair_n = np.zeros((k, k))
@@ -167,6 +184,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                     if t == p.style:
                         continue
                     settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, keep=keep, guidance=push,
+                                               register=register,
                                                sampling=SamplingConfig(temperature, 0, 0.95, None),
                                                candidates=n_cand)
                     out = restyler.restyle(source_of(p), settings, seed=seed * 1000 + i * 10 + t)
@@ -179,8 +197,10 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
             np.add.at(pair_hits, (src_styles, targets_a), (pred == targets_a).astype(float))
             np.add.at(pair_n, (src_styles, targets_a), 1)
             chroma, onsets = _similarity(sources, outputs)
+            outside, distance = _register(sources, outputs)
             rows[variant] = {"target_accuracy": round(float((pred == targets_a).mean()), 4),
                              "chroma": round(chroma, 4), "onsets": round(onsets, 4),
+                             "out_of_range": round(outside, 4), "register_distance": round(distance, 2),
                              "notes_per_phrase": round(float(np.mean([len(o.notes) for o in outputs])), 2),
                              "source_notes_per_phrase": round(float(np.mean([len(s.notes) for s in sources])), 2)}
             rows["pairs"][variant] = {f"{STYLE_NAMES[a]}->{STYLE_NAMES[b]}": round(pair_hits[a, b] / pair_n[a, b], 3)
@@ -201,8 +221,10 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
         targets_a = np.asarray(targets)
         for name, outs in (("copy", copies), ("random_target", randoms)):
             chroma, onsets = _similarity(sources, outs)
+            outside, distance = _register(sources, outs)
             rows[name] = {"target_accuracy": round(float((judge.predict(outs) == targets_a).mean()), 4),
-                          "chroma": round(chroma, 4), "onsets": round(onsets, 4)}
+                          "chroma": round(chroma, 4), "onsets": round(onsets, 4),
+                          "out_of_range": round(outside, 4), "register_distance": round(distance, 2)}
         # amount 0: the phrase's own style (as the critic hears it) -> reconstruction
         outs = [restyler.restyle(source_of(p), RestyleSettings(style=STYLE_NAMES[p.style], amount=0.0,
                                  sampling=SamplingConfig(temperature, 0, 0.95, None)), seed=seed + i)
@@ -245,13 +267,14 @@ def format_report(r: dict) -> str:
             continue
         rows = r[set_name]
         lines.append(f"  {set_name}:")
-        lines.append(f"    {'':<16}{'target acc':>11}{'chroma':>9}{'onsets':>9}")
-        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "unguided", "unguided_critic", "copy",
-                     "random_target"):
+        lines.append(f"    {'':<20}{'target acc':>11}{'chroma':>9}{'onsets':>9}{'outside':>9}{'register':>9}")
+        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "unguided", "unguided_critic",
+                     "any_register", "any_register_critic", "copy", "random_target"):
             if name not in rows:
                 continue
             x = rows[name]
-            lines.append(f"    {name:<16}{x['target_accuracy']:>11.3f}{x['chroma']:>9.3f}{x['onsets']:>9.3f}")
+            lines.append(f"    {name:<20}{x['target_accuracy']:>11.3f}{x['chroma']:>9.3f}{x['onsets']:>9.3f}"
+                         f"{x.get('out_of_range', 0):>9.3f}{x.get('register_distance', 0):>9.1f}")
         a0 = rows["amount_0"]
         lines.append(f"    amount 0: chroma {a0['chroma']:.3f}, onsets {a0['onsets']:.3f}, own style "
                      f"{a0['own_style_accuracy']:.3f}; reconstruction token accuracy "

@@ -129,7 +129,8 @@ class RestyleStats(PartStats):
 
 def settings_from(preset, config: PartConfig) -> RestyleSettings:
     r = preset.restyle
-    return RestyleSettings(style=r.style, amount=r.amount, keep=r.keep, guidance=r.guidance, sampling=config.sampling(),
+    return RestyleSettings(style=r.style, amount=r.amount, keep=r.keep, guidance=r.guidance, register=r.register,
+                           sampling=config.sampling(),
                            constraints=config.constraints())
 
 
