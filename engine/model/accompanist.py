@@ -429,9 +429,11 @@ class Accompanist:
                 mask |= allowed_mask_np(g, role, self.constraints.get(role))
         mask[v.turn] = False
         mask[v.eos] = False
-        if self.voice_leading and g.role in self.voices:
+        ons = slice(v.note_on_base, v.note_on_base + v.config.n_pitches)
+        # (only where a note may start: before the floor every note-on is masked below anyway)
+        if self.voice_leading and g.role in self.voices and g.position >= self.floor and mask[ons].any():
             led = mask & voice_leading_ons(g, g.role)
-            if led[v.note_on_base:v.note_on_base + v.config.n_pitches].any():
+            if led[ons].any():
                 mask = led
         entering = self._entering()
         if entering:

@@ -198,7 +198,7 @@ class RestyleDecode:
         """`logits`: what the tokens are fed to for the next logits (the session, or GuidedLogits)."""
         v = restyler.vocab
         self.vocab = v
-        self.session = logits if logits is not None else restyler.session
+        self.model = logits if logits is not None else restyler.session  # fed every token; gives the next logits
         self.settings = settings
         self.sampler = sampler
         self.meter = melody.meter
@@ -211,7 +211,7 @@ class RestyleDecode:
         self.done = False
         self.budget = self.bars * settings.max_tokens_per_bar
         header = [v.bos, v.task("RESTYLE"), v.style(NO_STYLE), v.bar]
-        self._logits = self.session.feed(header)
+        self._logits = self.model.feed(header)
         self.state.feed_all(header)
         self.tokens += header
         # keep = rhythm: the source's own tokens after the header, each note-on's pitch chosen by the model
@@ -244,7 +244,7 @@ class RestyleDecode:
         if self.state.position >= self.end or self.budget <= 0:
             self.done = True
         else:
-            self._logits = self.session.append(token)
+            self._logits = self.model.append(token)
         return [e for e in events if e.tick < self.end or not e.on]
 
     def run(self) -> None:

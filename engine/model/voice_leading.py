@@ -1,6 +1,6 @@
 """Voice leading as a mask: the note-ons of a sideman voice that would break the rules a chorale keeps.
 
-`voice_leading_ons(state, role, melody)` is a pure function of the grammar state giving, over the
+`voice_leading_ons(state, role)` is a pure function of the grammar state giving, over the
 vocabulary, False for the note-ons of `role` (the voice generating now) that would
 
 - move in parallel fifths or octaves with another voice that moved at this tick: both voices move in the

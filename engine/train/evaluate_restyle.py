@@ -38,6 +38,7 @@ from engine.model.restyler import Restyler, RestyleSettings
 from engine.model.sampler import SamplingConfig
 from engine.model.session import ModelSession
 from engine.music.melody import Melody, encode_melody
+from engine.music.metrics import Note, listener_metrics
 from engine.music.similarity import chroma_similarity, onset_similarity
 from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
@@ -73,16 +74,17 @@ def _similarity(sources: list[Melody], outputs: list[Melody]) -> tuple[float, fl
 
 
 def _register(sources: list[Melody], outputs: list[Melody]) -> tuple[float, float]:
-    """(the share of output notes more than an octave outside the source's range, the median over phrases of
-    |median output pitch - median source pitch|), as a listener hears a line leave the phrase's register."""
-    outside, distance = [], []
-    for a, b in zip(sources, outputs):
-        if not len(a.notes) or not len(b.notes):
-            continue
-        src, out = a.notes[:, 2], b.notes[:, 2]
-        outside.append(float(((out < src.min() - 12) | (out > src.max() + 12)).mean()))
-        distance.append(abs(float(np.median(out)) - float(np.median(src))))
-    return (float(np.mean(outside)) if outside else 0.0), (float(np.median(distance)) if distance else 0.0)
+    """(the mean share of output notes more than an octave outside the source's range, the median over phrases
+    of the register distance): the continuation eval's listener metrics (engine.music.metrics)."""
+    def notes(m: Melody) -> list[Note]:
+        return [Note(int(on), int(off), int(p), int(vel), 0) for on, off, p, vel in m.notes.tolist()]
+
+    heard = [listener_metrics(notes(a), a.length_ticks(), notes(b), b.length_ticks(), a.bar_ticks())
+             for a, b in zip(sources, outputs)]
+    heard = [m for m in heard if not np.isnan(m.out_of_range)]  # an empty phrase or output: nothing to hear
+    if not heard:
+        return 0.0, 0.0
+    return float(np.mean([m.out_of_range for m in heard])), float(np.median([m.register_distance for m in heard]))
 
 
 def _latents(restyler: Restyler, phrases, rng=None) -> np.ndarray:
@@ -166,9 +168,8 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     base_rng = np.random.default_rng(seed + 2)
     for set_name, source_of in sets:
         rows = {"pairs": {}}
-        # the model as it plays (guided), the critic choosing among candidates, the knobs; and unguided
-        # (guidance 0: the decoder alone) for comparison
-        # the register rule off (the line may leave the phrase's register)
+        # the model as it plays (guided), the critic choosing among candidates, the knobs; for comparison
+        # unguided (guidance 0: the decoder alone) and with the register free (the line may leave it)
         reg = RestyleSettings.register
         variants = (("model", 1, "nothing", guidance, reg), ("model_critic", candidates, "nothing", guidance, reg),
                     ("keep_rhythm", 1, "rhythm", guidance, reg), ("keep_pitches", 1, "pitches", guidance, reg),
