@@ -32,9 +32,9 @@ import torch
 files = {{"card.json": ""}}
 m = torch.jit.load({str(MODEL)!r}, _extra_files=files)
 card = json.loads(files["card.json"])
-z = m.encode(torch.tensor([[1, 7, 12, 4, 8, 26, 188, 53, 316, 2]]))
+z = m.encode(torch.tensor([[1, 7, 12, 4, 8, 26, 188, 53, 316, 2]]))  # (bars, Z): one bar here
 style = m.critic_logits(torch.tensor([[1, 7, 12, 4, 8, 26, 188, 53, 316, 2]]))
-m.set_condition(torch.cat([z, torch.softmax(style, -1)]))
+m.set_condition(torch.cat([z[0], torch.softmax(style, -1)]))
 m.reset()
 logits = m.decode(1, 0)
 c_files = {{"card.json": ""}}
@@ -42,14 +42,14 @@ c = torch.jit.load({str(CLASSIFIER)!r}, _extra_files=c_files)
 probs = c(torch.zeros(1, json.loads(c_files["card.json"])["features"]))
 import sys
 assert not any(name.startswith("engine") for name in sys.modules)
-print(json.dumps({{"task": card["task"], "z": z.numel(), "styles": style.numel(), "n": logits.numel(),
+print(json.dumps({{"task": card["task"], "bars": z.shape[0], "z": z.shape[1], "styles": style.numel(), "n": logits.numel(),
                   "classes": probs.shape[-1]}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     info = json.loads(out.stdout.strip().splitlines()[-1])
     card = json.loads((REPO / "models" / "restyle.card.json").read_text())
-    assert info == {"task": "RESTYLE", "z": card["restyle"]["z_dim"], "styles": 5, "n": card["model"]["vocab_size"],
+    assert info == {"task": "RESTYLE", "bars": 1, "z": card["restyle"]["z_dim"], "styles": 5, "n": card["model"]["vocab_size"],
                     "classes": 5}
     assert MODEL.stat().st_size <= 16 * 1024 * 1024 and CLASSIFIER.stat().st_size <= 16 * 1024 * 1024
     assert card["training"]["steps"] > 0
@@ -102,9 +102,10 @@ def test_keep_rhythm_keeps_every_onset_and_keep_pitches_keeps_the_tune_s_pitches
 
 @pytest.mark.slow
 def test_amount_0_gives_held_out_phrases_back_and_amount_1_moves_them_toward_the_target():
-    """On 29 test phrases of the small cache the shipped model measured: amount 0 chroma 0.38 to its source
-    (a random real phrase: about 0.14); amount 1 judged the target style 34 % of the time (the source copied:
-    about 3 %). The bounds leave room for another CPU's sampling."""
+    """On 29 test phrases of the small cache the shipped model measured: amount 0 chroma 0.62 to its
+    source (a random real phrase: about 0.14); amount 1 judged the target style 72 % of the time (the
+    source copied: about 7 %). The first model, with one z a phrase, kept 0.38: the bound 0.45 fails it. The
+    bounds leave room for another CPU's sampling."""
     from engine.corpus.phrases import corpus_phrases, style_corpus
     from engine.model.modelfile import load_model
     from engine.model.restyler import Restyler, RestyleSettings
@@ -124,7 +125,7 @@ def test_amount_0_gives_held_out_phrases_back_and_amount_1_moves_them_toward_the
         other = restyler.restyle(p.melody, RestyleSettings(style=STYLE_NAMES[target], amount=1.0), seed=i)
         hits += int(judge.predict([other])[0] == target)
         copied += int(judge.predict([p.melody])[0] == target)
-    assert np.mean(kept) >= 0.28, kept
+    assert np.mean(kept) >= 0.45, kept
     assert hits / len(phrases) >= copied / len(phrases) + 0.1, (hits, copied, len(phrases))
 
 
@@ -147,8 +148,8 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
 @pytest.mark.slow
 def test_guidance_moves_restyled_phrases_further_toward_the_target_than_the_decoder_alone():
     """The same phrases, targets and seeds with guidance 1.5 and 0: the classifier (used by no model's
-    training) calls the guided phrases the target style more often. Measured on the full test split: 0.67
-    against 0.37 (`sideman eval --task restyle`); here 29 phrases x 3 targets of the small cache."""
+    training) calls the guided phrases the target style more often. Measured on the full test split: 0.62
+    against 0.29, one sample each (`sideman eval --task restyle`); here 29 phrases x 3 targets of the small cache."""
     from engine.corpus.phrases import corpus_phrases, style_corpus
     from engine.model.modelfile import load_model
     from engine.model.restyler import Restyler, RestyleSettings

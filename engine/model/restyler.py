@@ -8,8 +8,10 @@
     while not decode.done:
         events = decode.step()                         # DecodedEvents (tick from the phrase's first bar line)
 
-The condition is [z, style]: z the encoder's posterior mean of the phrase (as the player played it), style a
-point between the phrase's own style (the critic's estimate: a played phrase has no label) and the target,
+The condition is [z_b, style]: z_b the encoder's posterior mean for bar b of the phrase (as the player played
+it; a model with one latent per phrase gives one z for every bar), switched at each bar line the decoder
+writes, so bar b of the restyled line is written from bar b of the phrase; style a point between the phrase's
+own style (the critic's estimate: a played phrase has no label) and the target,
 `(1 - amount) * own + amount * target`. Amount 0 gives the phrase back in its own style, 1 fully restyled.
 
 The knobs besides style and amount:
@@ -118,8 +120,10 @@ class Restyler:
         return torch.softmax(logits.float(), -1).cpu().numpy()
 
     def latent(self, tokens: list[int]) -> np.ndarray:
+        """(N, Z): the posterior mean of each of the phrase's N bars (N = 1 for a model with one z a phrase)."""
         with torch.inference_mode():
-            return self.session.module.encode(self._tensor(tokens)).float().cpu().numpy()
+            z = self.session.module.encode(self._tensor(tokens)).float().cpu().numpy()
+        return z.reshape(-1, self.z_dim)
 
     def style_vector(self, own: np.ndarray, style: str, amount: float) -> np.ndarray:
         target = np.zeros(self.n_styles, dtype=np.float32)
@@ -130,19 +134,19 @@ class Restyler:
               seed: int | None = None) -> "RestyleDecode":
         tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
         tokens = tokens[: int(self.session.card["restyle"]["max_len"])]
-        z = self.latent(tokens)
+        z = self.latent(tokens)  # (N, Z)
         own = self.own_style(tokens)
         style = self.style_vector(own, settings.style, settings.amount)
-        self.session.set_condition(torch.from_numpy(np.concatenate([z, style])))
-        self.session.reset()
+        conditions = [BarConditions(self.session, z, style)]
         logits = self.session
         if settings.guidance > 0 and settings.amount > 0:
-            self.guide.set_condition(torch.from_numpy(np.concatenate([z, own.astype(np.float32)])))
-            self.guide.reset()
+            conditions.append(BarConditions(self.guide, z, own.astype(np.float32)))
             logits = GuidedLogits(self.session, self.guide, settings.guidance)
+        for c in conditions:
+            c.start()
         sampling = settings.sampling if seed is None else SamplingConfig(
             settings.sampling.temperature, settings.sampling.top_k, settings.sampling.top_p, seed)
-        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling), logits)
+        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling), logits, conditions)
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
         """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability
@@ -173,6 +177,27 @@ def register_constraints(settings: RestyleSettings, melody: Melody) -> Constrain
     return replace(base, low=low, high=high) if low <= high else base
 
 
+class BarConditions:
+    """One session's condition for each bar, [z_b, style]: the first bar's from `start()` (which also empties
+    the session's cache), the next bar's at each bar line (`next_bar()`; past the phrase's last bar, its last)."""
+
+    def __init__(self, session, z: np.ndarray, style: np.ndarray) -> None:
+        """z (N, Z) one row a bar; style (S,)."""
+        self.session = session
+        self.rows = [torch.from_numpy(np.concatenate([row, style]).astype(np.float32)) for row in z]
+        self.bar = 0
+
+    def start(self) -> None:
+        self.bar = 0
+        self.session.set_condition(self.rows[0])
+        self.session.reset()
+
+    def next_bar(self) -> None:
+        self.bar += 1
+        if self.bar < len(self.rows):
+            self.session.set_condition(self.rows[self.bar])
+
+
 class GuidedLogits:
     """Two sessions fed the same tokens, one conditioned on the target style, one on the phrase's own; the
     logits (1 + w) * target - w * own (w: the guidance)."""
@@ -194,11 +219,13 @@ class RestyleDecode:
     """One restyled phrase being written: `step()` writes one token and returns the notes it makes."""
 
     def __init__(self, restyler: Restyler, melody: Melody, source_tokens: list[int], settings: RestyleSettings,
-                 sampler: Sampler, logits=None) -> None:
-        """`logits`: what the tokens are fed to for the next logits (the session, or GuidedLogits)."""
+                 sampler: Sampler, logits=None, conditions: list[BarConditions] = ()) -> None:
+        """`logits`: what the tokens are fed to for the next logits (the session, or GuidedLogits);
+        `conditions`: the sessions' per-bar conditions, moved on at each bar line the line crosses."""
         v = restyler.vocab
         self.vocab = v
         self.model = logits if logits is not None else restyler.session  # fed every token; gives the next logits
+        self.conditions = list(conditions)
         self.settings = settings
         self.sampler = sampler
         self.meter = melody.meter
@@ -244,6 +271,9 @@ class RestyleDecode:
         if self.state.position >= self.end or self.budget <= 0:
             self.done = True
         else:
+            if token == self.vocab.bar:  # the next bar is written from the phrase's next bar (fed with its z)
+                for c in self.conditions:
+                    c.next_bar()
             self._logits = self.model.append(token)
         return [e for e in events if e.tick < self.end or not e.on]
 
@@ -307,4 +337,4 @@ class RestyleDecode:
         return None
 
 
-__all__ = ["KEEP", "GuidedLogits", "register_constraints", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]
+__all__ = ["KEEP", "BarConditions", "GuidedLogits", "register_constraints", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]

@@ -16,8 +16,9 @@ style, from the phrase as written (clean) and as a person plays it (`play_melody
                        target plus its chroma similarity to the source (kept only if it helps)
     keep               the knobs: the phrase's rhythm kept (the model picks the pitches), its pitches kept
                        (the model picks when each sounds)
-    disentanglement    a probe (an MLP trained on z of train phrases) predicting the style from z of test
-                       phrases: for the model, and for the ablation trained without the adversary
+    disentanglement    a probe (an MLP trained on every z of train phrases: one a bar, or one a phrase)
+                       predicting the phrase's style from each z of test phrases: for the model, and for the
+                       ablation trained without the adversary
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from engine.music.similarity import chroma_similarity, onset_similarity
 from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.humanize import play_melody
+from engine.train.restyle_model import bar_condition
 from engine.train.style_classifier import DEFAULT_PATH as CLASSIFIER_PATH
 from engine.train.style_classifier import load_classifier
 
@@ -87,12 +89,15 @@ def _register(sources: list[Melody], outputs: list[Melody]) -> tuple[float, floa
     return float(np.mean([m.out_of_range for m in heard])), float(np.median([m.register_distance for m in heard]))
 
 
-def _latents(restyler: Restyler, phrases, rng=None) -> np.ndarray:
-    out = []
+def _latents(restyler: Restyler, phrases, rng=None) -> tuple[np.ndarray, np.ndarray]:
+    """Every latent the decoder reads (one a bar, or one a phrase) (M, Z), with its phrase's style (M,)."""
+    rows, styles = [], []
     for p in phrases:
         m = play_melody(p.melody, rng) if rng is not None else p.melody
-        out.append(restyler.latent(encode_melody(m)))
-    return np.stack(out)
+        z = restyler.latent(encode_melody(m))  # (N, Z)
+        rows.append(z)
+        styles += [p.style] * len(z)
+    return np.concatenate(rows), np.asarray(styles)
 
 
 def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
@@ -124,16 +129,19 @@ def reconstruction_accuracy(session: ModelSession, phrases, rng=None) -> float:
     """Teacher-forced next-token accuracy of the decoder given z (the phrase as written, or as played when
     `rng`) and the phrase's own style (one-hot), on the phrase as written."""
     module = session.module
+    vocab = DEFAULT_VOCAB
+    z_dim = int(session.card["restyle"]["z_dim"])
     hits = total = 0
     with torch.inference_mode():
         for p in phrases:
             clean = encode_melody(p.melody)
             src = encode_melody(play_melody(p.melody, rng)) if rng is not None else clean
-            z = module.encode(torch.tensor([src[:256]]))
-            style = torch.zeros(len(STYLE_NAMES))
-            style[p.style] = 1.0
-            cond = torch.cat([z, style]).view(1, -1)
-            logits = module.forward(torch.tensor([clean[:-1]]), cond)[0]  # (T-1, V)
+            z = module.encode(torch.tensor([src[:256]])).view(1, -1, z_dim)  # (1, N, Z)
+            style = torch.zeros(1, len(STYLE_NAMES))
+            style[0, p.style] = 1.0
+            inputs = torch.tensor([clean[:-1]])
+            cond = bar_condition(z, style, inputs, torch.tensor([z.size(1)]), vocab.bar, vocab.eos, vocab.pad)
+            logits = module.forward(inputs, cond)[0]  # (T-1, V)
             target = torch.tensor(clean[1:])
             hits += int((logits.argmax(-1) == target).sum())
             total += len(target)
@@ -142,7 +150,7 @@ def reconstruction_accuracy(session: ModelSession, phrases, rng=None) -> float:
 
 def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | None = None,
                      classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
-                     temperature: float = 0.8, candidates: int = 4, probe_per_style: int = 300,
+                     temperature: float = 0.8, candidates: int = 8, probe_per_style: int = 300,
                      as_played: bool = True, data_limit: int = 0, probe_only: bool = False,
                      guidance: float = RestyleSettings.guidance) -> dict:
     t0 = time.monotonic()
@@ -169,13 +177,13 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     for set_name, source_of in sets:
         rows = {"pairs": {}}
         # the model as it plays (guided), the critic choosing among candidates, the knobs; for comparison
-        # unguided (guidance 0: the decoder alone) and with the register free (the line may leave it)
+        # unguided (guidance 0: the decoder alone) and with the register free (the line may leave it; one
+        # sample: the critic's pick with the register free was measured once, docs/eval-restyle-guided.json)
         reg = RestyleSettings.register
         variants = (("model", 1, "nothing", guidance, reg), ("model_critic", candidates, "nothing", guidance, reg),
                     ("keep_rhythm", 1, "rhythm", guidance, reg), ("keep_pitches", 1, "pitches", guidance, reg),
                     ("unguided", 1, "nothing", 0.0, reg), ("unguided_critic", candidates, "nothing", 0.0, reg),
-                    ("any_register", 1, "nothing", guidance, None),
-                    ("any_register_critic", candidates, "nothing", guidance, None))
+                    ("any_register", 1, "nothing", guidance, None))
         for variant, n_cand, keep, push, register in variants:
             sources, outputs, targets = [], [], []
             pair_hits = np.zeros((k, k))
@@ -242,15 +250,13 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     test_ph = corpus_phrases(corpus, "test", probe_per_style // 3, seed=seed + 6)
     train_ph = [p for p in train_ph if len(encode_melody(p.melody)) <= 256]
     test_ph = [p for p in test_ph if len(encode_melody(p.melody)) <= 256]
-    y_tr = np.asarray([p.style for p in train_ph])
-    y_te = np.asarray([p.style for p in test_ph])
     probes = {}
     for name, path in (("model", model), ("ablation", ablation)):
         if path is None:
             continue
         r = restyler if name == "model" else Restyler(ModelSession(load_model(path, DEFAULT_VOCAB), device="cpu",
                                                                    threads=1), DEFAULT_VOCAB)
-        probes[name] = round(probe_accuracy(_latents(r, train_ph), y_tr, _latents(r, test_ph), y_te, seed), 4)
+        probes[name] = round(probe_accuracy(*_latents(r, train_ph), *_latents(r, test_ph), seed), 4)
         probes[f"{name}_path"] = str(path)
     probes["chance"] = round(1.0 / k, 4)
     probes["train_phrases"], probes["test_phrases"] = len(train_ph), len(test_ph)

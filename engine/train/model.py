@@ -237,7 +237,10 @@ class TransformerLM(nn.Module):
         B, T, C = emb.shape
         x = emb
         if cond is not None and self.cond_dim > 0:
-            x = x + self.cond_proj(cond).view(B, 1, C)
+            if cond.dim() == 3:  # (B, T, cond_dim): a condition per position (the restyle model's per-bar z)
+                x = x + self.cond_proj(cond)
+            else:  # (B, cond_dim): one for the whole sequence
+                x = x + self.cond_proj(cond).view(B, 1, C)
         pos = torch.arange(T, device=emb.device)
         bias = window_bias(self.slopes.to(emb.dtype), pos, pos, self.window)  # (nh, T, T)
         for block in self.blocks:
@@ -245,7 +248,7 @@ class TransformerLM(nn.Module):
         return F.linear(self.ln_f(x), self.wte.weight)  # (B, T, V)
 
     def forward(self, tokens: Tensor, cond: Optional[Tensor] = None) -> Tensor:
-        """tokens (B, T) long -> logits (B, T, V). `cond` (B, cond_dim) when cond_dim > 0."""
+        """tokens (B, T) long -> logits (B, T, V). `cond` (B, cond_dim) or (B, T, cond_dim) when cond_dim > 0."""
         return self.forward_embeddings(self.wte(tokens), cond)
 
     # ---- incremental inference ---------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """The restyle model: a conditional VAE whose decoder is the KV-cached transformer.
 
-    encoder   a phrase's RESTYLE stream (as played or as written) -> q(z | phrase) = N(mu, sigma^2), z in R^Z
-    decoder   `TransformerLM` with a condition vector [z, style]: style is a point of the style simplex
-              (a one-hot of the target style, or a mix of the phrase's own and the target's: the amount)
+    encoder   a phrase's RESTYLE stream (as played or as written) -> q(z_b | phrase) = N(mu_b, sigma_b^2), one
+              z_b in R^Z per bar b (latent = "bar"; bidirectional attention over the whole phrase, pooled per bar),
+              or one for the whole phrase (latent = "phrase", the first design)
+    decoder   `TransformerLM` with a condition vector [z_b, style] at each position, b the bar the position is
+              in: style is a point of the style simplex (a one-hot of the target style, or a mix of the phrase's
+              own and the target's: the amount)
     critic    a separate small encoder: the phrase -> logits over the styles. Trained on real phrases only;
               at inference it estimates a played phrase's own style (the amount's starting point) and can
               choose among sampled candidates the one most in the target style
@@ -10,7 +13,7 @@
 `RestyleLM` is a `TransformerLM` (its weights keep their names, so the runtime's session and the native
 decode kernel drive its decoder as they drive any model) with two more TorchScript methods:
 
-    encode(tokens (1, T)) -> (Z,)          the posterior mean
+    encode(tokens (1, T)) -> (N, Z)        the posterior means, one per bar (N bars; N = 1 for latent "phrase")
     critic_logits(tokens (1, T)) -> (S,)    the critic's logits
 
 Training-only parts (the latent adversary) live in `engine.train.train_restyle`, not here.
@@ -25,7 +28,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
+from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.model import ModelConfig, TransformerLM
+
+LATENTS = ("bar", "phrase")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,11 @@ class RestyleConfig:
     critic_layers: int = 2
     max_len: int = 256  # tokens of a phrase the encoders read (the longest 4-bar phrases fit)
     dropout: float = 0.1
+    latent: str = "phrase"  # "bar": one z per bar; "phrase": one z for the phrase
+
+    def __post_init__(self) -> None:
+        if self.latent not in LATENTS:
+            raise ValueError(f"latent {self.latent!r}: choose one of {', '.join(LATENTS)}")
 
     @property
     def cond_dim(self) -> int:
@@ -91,7 +102,8 @@ class PhraseEncoder(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, out)
 
-    def forward(self, tokens: Tensor) -> Tensor:
+    def features(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
+        """tokens (B, T) -> normalised features (B, T', d) and the real-token mask (B, T'), T' <= max_len."""
         B, T = tokens.shape
         tokens = tokens[:, : self.max_len]
         T = tokens.size(1)
@@ -102,9 +114,30 @@ class PhraseEncoder(nn.Module):
         key_bias = zeros.masked_fill(~real.view(B, 1, 1, T), float("-inf"))  # (B, 1, 1, T)
         for block in self.blocks:
             x = block(x, key_bias)
+        return self.ln(x), real
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T) -> the head of the mean over the phrase's tokens (B, out)."""
+        x, real = self.features(tokens)
         w = real.to(x.dtype).unsqueeze(-1)  # (B, T, 1)
-        pooled = (self.ln(x) * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
+        pooled = (x * w).sum(1) / w.sum(1).clamp_min(1.0)  # (B, d)
         return self.head(pooled)  # (B, out)
+
+    def forward_groups(self, tokens: Tensor, groups: Tensor, n: int) -> Tensor:
+        """tokens (B, T), groups (B, T) in 0..n-1 -> the head of the mean over each group's tokens (B, n, out)."""
+        x, real = self.features(tokens)
+        T = x.size(1)
+        w = F.one_hot(groups[:, :T], n).to(x.dtype) * real.to(x.dtype).unsqueeze(-1)  # (B, T, n)
+        pooled = torch.einsum("btn,btd->bnd", w, x) / w.sum(1).clamp_min(1.0).unsqueeze(-1)  # (B, n, d)
+        return self.head(pooled)  # (B, n, out)
+
+
+def bar_ids(tokens: Tensor, bar: int, eos: int, pad: int) -> Tensor:
+    """tokens (B, T) -> the bar each position is in (B, T), from 0: a BAR token opens the next bar, unless
+    it closes the phrase (followed by EOS, padding or nothing); the header before the first BAR is in bar 0."""
+    nxt = torch.cat([tokens[:, 1:], torch.full_like(tokens[:, :1], pad)], dim=1)  # (B, T)
+    opens = (tokens == bar) & (nxt != eos) & (nxt != pad)
+    return (opens.long().cumsum(1) - 1).clamp_min(0)  # (B, T)
 
 
 class RestyleLM(TransformerLM):
@@ -112,13 +145,16 @@ class RestyleLM(TransformerLM):
 
     __jit_ignored_attributes__ = ["config", "restyle"]
 
-    def __init__(self, cfg: ModelConfig, rcfg: RestyleConfig, pad: int) -> None:
+    def __init__(self, cfg: ModelConfig, rcfg: RestyleConfig, pad: int, bar: int = DEFAULT_VOCAB.bar,
+                 eos: int = DEFAULT_VOCAB.eos) -> None:
         if cfg.cond_dim != rcfg.cond_dim:
             raise ValueError(f"the decoder's cond_dim {cfg.cond_dim} must be z_dim + n_styles = {rcfg.cond_dim}")
         super().__init__(cfg)
         self.restyle = rcfg
         self.z_dim = rcfg.z_dim
         self.n_styles = rcfg.n_styles
+        self.per_bar = rcfg.latent == "bar"
+        self.pad, self.bar, self.eos = pad, bar, eos
         self.encoder = PhraseEncoder(cfg.vocab_size, rcfg.enc_d, rcfg.enc_layers, rcfg.enc_heads, rcfg.max_len,
                                      2 * rcfg.z_dim, pad, rcfg.dropout)
         self.critic = PhraseEncoder(cfg.vocab_size, rcfg.critic_d, rcfg.critic_layers, 4, rcfg.max_len,
@@ -127,16 +163,29 @@ class RestyleLM(TransformerLM):
             if p.dim() == 2:
                 nn.init.normal_(p, mean=0.0, std=0.02)
 
-    def posterior(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """tokens (B, T) -> mu (B, Z), logvar (B, Z)."""
-        stats = self.encoder(tokens)  # (B, 2Z)
-        mu, logvar = stats[:, : self.z_dim], stats[:, self.z_dim :]
-        return mu, logvar.clamp(-8.0, 4.0)
+    def posterior(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """tokens (B, T) -> mu (B, N, Z), logvar (B, N, Z), and which of the N bars each phrase has (B, N) bool
+        (N = the most bars in the batch; 1 for latent "phrase")."""
+        tokens = tokens[:, : self.encoder.max_len]
+        if self.per_bar:
+            ids = bar_ids(tokens, self.bar, self.eos, self.pad)  # (B, T)
+            n = int(ids.max().item()) + 1
+            stats = self.encoder.forward_groups(tokens, ids, n)  # (B, N, 2Z)
+            has = F.one_hot(ids, n).amax(1) > 0  # (B, N)
+        else:
+            stats = self.encoder(tokens).unsqueeze(1)  # (B, 1, 2Z)
+            has = torch.ones(tokens.size(0), 1, dtype=torch.bool, device=tokens.device)
+        mu, logvar = stats[..., : self.z_dim], stats[..., self.z_dim :]
+        return mu, logvar.clamp(-8.0, 4.0), has
+
+    def bar_condition(self, z: Tensor, style: Tensor, tokens: Tensor, bars: Tensor) -> Tensor:
+        """`bar_condition` with this model's BAR, EOS and PAD."""
+        return bar_condition(z, style, tokens, bars, self.bar, self.eos, self.pad)
 
     @torch.jit.export
     def encode(self, tokens: Tensor) -> Tensor:
-        """tokens (1, T) -> the posterior mean (Z,)."""
-        mu, _ = self.posterior(tokens)
+        """tokens (1, T) -> the posterior means (N, Z), one per bar (N = 1 for latent "phrase")."""
+        mu, _, _ = self.posterior(tokens)
         return mu[0]
 
     @torch.jit.export
@@ -145,13 +194,17 @@ class RestyleLM(TransformerLM):
         return self.critic(tokens)[0]
 
 
-def condition(z: Tensor, style: Tensor) -> Tensor:
-    """[z, style]: z (B, Z), style (B, S) a point of the style simplex -> (B, Z + S)."""
-    return torch.cat([z, style], dim=-1)
+def bar_condition(z: Tensor, style: Tensor, tokens: Tensor, bars: Tensor, bar: int, eos: int, pad: int) -> Tensor:
+    """The decoder's condition at each position of `tokens` (B, T): [z of its bar, style] (B, T, Z + S).
+    z (B, N, Z) (N = 1: one z for the phrase); style (B, S); bars (B,) long, each phrase's latents (a position
+    past them takes the last)."""
+    ids = torch.minimum(bar_ids(tokens, bar, eos, pad), (bars - 1).clamp_min(0).view(-1, 1))  # (B, T)
+    zt = z.gather(1, ids.unsqueeze(-1).expand(-1, -1, z.size(-1)))  # (B, T, Z)
+    return torch.cat([zt, style.unsqueeze(1).expand(-1, tokens.size(1), -1)], dim=-1)
 
 
 def kl_per_dim(mu: Tensor, logvar: Tensor) -> Tensor:
-    """KL(q || N(0, 1)) per latent dimension, averaged over the batch: (Z,)."""
+    """KL(q || N(0, 1)) per latent dimension, averaged over the rows (phrases, or bars): mu, logvar (M, Z) -> (Z,)."""
     return (0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)).mean(0)
 
 
@@ -178,9 +231,5 @@ def reverse_gradient(x: Tensor, scale: float) -> Tensor:
     return GradientReversal.apply(x, scale)
 
 
-def latent_dim_of(module) -> int:
-    return int(module.z_dim)
-
-
-__all__ = ["EncoderBlock", "PhraseEncoder", "RestyleConfig", "RestyleLM", "condition", "free_bits_kl",
+__all__ = ["LATENTS", "EncoderBlock", "PhraseEncoder", "RestyleConfig", "RestyleLM", "bar_condition", "bar_ids", "free_bits_kl",
            "kl_per_dim", "reverse_gradient"]

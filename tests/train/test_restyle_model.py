@@ -17,7 +17,7 @@ from engine.music.melody import Melody, encode_melody
 from engine.music.tokens import Meter
 from engine.music.vocab import DEFAULT_VOCAB as V
 from engine.train.export import export_model, script_model
-from engine.train.restyle_model import RestyleLM, free_bits_kl, kl_per_dim, reverse_gradient
+from engine.train.restyle_model import RestyleLM, bar_condition, bar_ids, free_bits_kl, kl_per_dim, reverse_gradient
 from engine.train.train_restyle import PRESETS, Adversary, losses, pad_batch
 
 TINY = PRESETS["tiny-restyle"]
@@ -36,15 +36,33 @@ def model() -> RestyleLM:
 
 
 def test_encoder_critic_and_decoder_shapes(model):
-    batch = pad_batch([encode_melody(tune()), encode_melody(tune(3))[:20]], V.pad)  # (2, T) with padding
-    mu, logvar = model.posterior(batch)
-    assert mu.shape == logvar.shape == (2, TINY.z_dim)
+    two_bars = Melody(np.concatenate([tune().notes, tune(2).notes + [96, 96, 0, 0]]), Meter(4, 4), 2)
+    batch = pad_batch([encode_melody(two_bars), encode_melody(tune(3))[:20]], V.pad)  # (2, T) with padding
+    mu, logvar, has = model.posterior(batch)
+    assert mu.shape == logvar.shape == (2, 2, TINY.z_dim)  # one z a bar: the longest phrase has 2
+    assert has.tolist() == [[True, True], [True, False]]
     assert model.critic(batch).shape == (2, 5)
-    cond = torch.cat([mu, torch.eye(5)[:2]], dim=-1)
+    cond = model.bar_condition(mu, torch.eye(5)[:2], batch, has.sum(1))  # (2, T, Z + S)
+    assert cond.shape == (2, batch.size(1), TINY.z_dim + 5)
     assert model(batch, cond).shape == (2, batch.size(1), V.size)
     # padding is invisible: a phrase alone and padded in a batch encode the same
     alone = model.posterior(batch[1:, :20])[0]
-    assert torch.allclose(alone, mu[1:], atol=1e-5)
+    assert torch.allclose(alone[:, 0], mu[1:, 0], atol=1e-5)
+
+
+def test_each_position_is_conditioned_on_the_z_of_its_bar():
+    """BAR opens the next bar (the header is in bar 0), except the one that closes the phrase."""
+    two_bars = Melody(np.asarray([(0, 90, 62, 80), (96, 180, 64, 80)], dtype=np.int32), Meter(4, 4), 2)
+    tokens = torch.tensor([encode_melody(two_bars)])
+    bars = [i for i, t in enumerate(tokens[0].tolist()) if t == V.bar]
+    assert len(bars) == 3  # the phrase's two bar lines and its end
+    ids = bar_ids(tokens, V.bar, V.eos, V.pad)[0].tolist()
+    assert ids[: bars[1]] == [0] * bars[1] and ids[bars[1]:] == [1] * (len(ids) - bars[1])
+    z = torch.tensor([[[1.0], [2.0]]])  # (1, N=2, Z=1)
+    cond = bar_condition(z, torch.zeros(1, 5), tokens, torch.tensor([2]), V.bar, V.eos, V.pad)
+    assert cond[0, :, 0].tolist() == [1.0 + i for i in ids]
+    one = bar_condition(z[:, :1], torch.zeros(1, 5), tokens, torch.tensor([1]), V.bar, V.eos, V.pad)
+    assert (one[0, :, 0] == 1.0).all()  # one z for the phrase: every position
 
 
 def test_torchscript_encode_critic_and_cached_decode_equal_the_eager_model(model, tmp_path):
@@ -57,8 +75,8 @@ def test_torchscript_encode_critic_and_cached_decode_equal_the_eager_model(model
     export_model(model, path, {"task": "RESTYLE", "styles": ["chorale", "folksong", "fiddle", "renaissance",
                                                              "medieval"], "restyle": TINY.restyle_config().to_dict()})
     session = ModelSession(load_model(path, V), device="cpu", threads=1)
-    z = scripted.encode(x)
-    cond = torch.cat([z, torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])])
+    z = scripted.encode(x)  # (1, Z): one bar
+    cond = torch.cat([z[0], torch.tensor([0.0, 0.0, 1.0, 0.0, 0.0])])
     session.set_condition(cond)
     session.reset()
     full = model(x, cond.view(1, -1))[0]  # (T, V): the whole sequence at once
@@ -66,6 +84,35 @@ def test_torchscript_encode_critic_and_cached_decode_equal_the_eager_model(model
     for i in range(5, len(tokens)):
         logits = session.append(tokens[i])  # the runtime's cached path (native kernel or TorchScript)
         assert torch.allclose(logits, full[i], atol=1e-3), i
+
+
+def test_the_runtime_switches_the_condition_at_each_bar_line_as_training_feeds_it(model, tmp_path):
+    """Two bars: the session, its condition moved on at the bar line (BarConditions), gives the logits of
+    the whole-sequence forward with each position's bar z."""
+    from engine.model.restyler import BarConditions
+
+    two_bars = Melody(np.concatenate([tune().notes, tune(2).notes + [96, 96, 0, 0]]), Meter(4, 4), 2)
+    tokens = encode_melody(two_bars)
+    x = torch.tensor([tokens])
+    path = tmp_path / "tiny-restyle.pt"
+    export_model(model, path, {"task": "RESTYLE", "styles": ["chorale", "folksong", "fiddle", "renaissance",
+                                                             "medieval"], "restyle": TINY.restyle_config().to_dict()})
+    session = ModelSession(load_model(path, V), device="cpu", threads=1)
+    z = session.module.encode(x)  # (2, Z)
+    assert z.shape == (2, TINY.z_dim) and torch.allclose(z, model.encode(x), atol=1e-5)
+    style = torch.eye(5)[3:4]
+    full = model(x, model.bar_condition(z.unsqueeze(0), style, x, torch.tensor([2])))[0]  # (T, V)
+    conditions = BarConditions(session, z.numpy(), style[0].numpy())
+    conditions.start()
+    session.feed(tokens[:4])  # the header and the first BAR
+    crossed = 0
+    for i in range(4, len(tokens) - 2):  # up to the BAR that closes the phrase (the runtime stops there)
+        if tokens[i] == V.bar:
+            conditions.next_bar()
+            crossed += 1
+        logits = session.append(tokens[i])
+        assert torch.allclose(logits, full[i], atol=1e-3), i
+    assert crossed == 1
 
 
 def test_free_bits_floor_each_dimension_and_the_kl_is_zero_at_the_prior():
