@@ -45,7 +45,7 @@ class RestyleConfig:
     critic_layers: int = 2
     max_len: int = 256  # tokens of a phrase the encoders read (the longest 4-bar phrases fit)
     dropout: float = 0.1
-    latent: str = "phrase"  # "bar": one z per bar; "phrase": one z for the phrase
+    latent: str = "bar"  # "bar": one z per bar; "phrase": one z for the phrase (the first design)
 
     def __post_init__(self) -> None:
         if self.latent not in LATENTS:
@@ -171,7 +171,7 @@ class RestyleLM(TransformerLM):
             ids = bar_ids(tokens, self.bar, self.eos, self.pad)  # (B, T)
             n = int(ids.max().item()) + 1
             stats = self.encoder.forward_groups(tokens, ids, n)  # (B, N, 2Z)
-            has = F.one_hot(ids, n).amax(1) > 0  # (B, N)
+            has = torch.arange(n, device=tokens.device) <= ids.amax(1, keepdim=True)  # (B, N): bars run 0..last
         else:
             stats = self.encoder(tokens).unsqueeze(1)  # (B, 1, 2Z)
             has = torch.ones(tokens.size(0), 1, dtype=torch.bool, device=tokens.device)

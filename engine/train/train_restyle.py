@@ -233,10 +233,8 @@ def losses(model: RestyleLM, adversary: Adversary | None, clean: torch.Tensor, s
     rows_mu, rows_logvar, rows_z = mu[has], logvar[has], z[has]  # (M, Z): every bar (or phrase) of the batch
     per_phrase = rows_mu.size(0) / mu.size(0)  # latents per phrase: the KL counts per phrase
     kl = free_bits_kl(rows_mu, rows_logvar, cfg.free_bits) * per_phrase
-    if cfg.kl_per_token:
-        total = recon + beta * kl / real.sum(1).float().mean().clamp_min(1.0)  # real: (B, T-1)
-    else:
-        total = recon + beta * kl
+    tokens = real.sum(1).float().mean().clamp_min(1.0) if cfg.kl_per_token else 1.0  # real: (B, T-1)
+    total = recon + beta * kl / tokens
     out = {"recon": recon, "token_accuracy": accuracy, "kl": kl_per_dim(rows_mu, rows_logvar).sum() * per_phrase,
            "beta": beta}
     if adversary is not None:  # every latent the decoder reads must hide the phrase's style
