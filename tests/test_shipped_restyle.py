@@ -143,6 +143,7 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
         assert 0.0 <= rows["reconstruction_token_accuracy"] <= 1.0
         assert rows["pairs"]["model"]
     assert r["ceiling"]["clean"] > 0.5 and 0.0 <= r["probe"]["model"] <= 1.0
+    assert r["probe"]["bar_content"] > r["probe"]["chance"]  # a bar's own notes tell its style
 
 
 @pytest.mark.slow

@@ -18,7 +18,9 @@ style, from the phrase as written (clean) and as a person plays it (`play_melody
                        (the model picks when each sounds)
     disentanglement    a probe (an MLP trained on every z of train phrases: one a bar, or one a phrase)
                        predicting the phrase's style from each z of test phrases: for the model, and for the
-                       ablation trained without the adversary
+                       ablation trained without the adversary; and the same probe on each bar's own content
+                       (`bar_content`: its pitch classes by half bar and its onsets, what z must keep for the
+                       chroma and onset measures), how much style a z that keeps the bar cannot help carrying
 """
 
 from __future__ import annotations
@@ -98,6 +100,28 @@ def _latents(restyler: Restyler, phrases, rng=None) -> tuple[np.ndarray, np.ndar
         rows.append(z)
         styles += [p.style] * len(z)
     return np.concatenate(rows), np.asarray(styles)
+
+
+def bar_content(phrases) -> tuple[np.ndarray, np.ndarray]:
+    """Each bar's own content (M, 40): the pitch classes sounding in each of its halves (2 x 12, by sounding
+    time, summing to 1 over the bar) and the onsets of its notes on a 16-step grid (16, 0/1); with its
+    phrase's style (M,)."""
+    rows, styles = [], []
+    for p in phrases:
+        m = p.melody
+        bar = m.bar_ticks()
+        on, off, pitch = m.notes[:, 0], m.notes[:, 1], m.notes[:, 2]
+        for b in range(m.bars):
+            chroma = np.zeros((2, 12))
+            for h in range(2):
+                lo, hi = b * bar + h * bar // 2, b * bar + (h + 1) * bar // 2
+                np.add.at(chroma[h], pitch % 12, np.clip(np.minimum(off, hi) - np.maximum(on, lo), 0, None))
+            grid = np.zeros(16)
+            starts = on[(on >= b * bar) & (on < (b + 1) * bar)] - b * bar
+            grid[np.minimum(15, starts * 16 // bar)] = 1.0
+            rows.append(np.concatenate([chroma.ravel() / max(chroma.sum(), 1), grid]))
+            styles.append(p.style)
+    return np.asarray(rows), np.asarray(styles)
 
 
 def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
@@ -257,6 +281,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                                                                    threads=1), DEFAULT_VOCAB)
         probes[name] = round(probe_accuracy(*_latents(r, train_ph), *_latents(r, test_ph), seed), 4)
         probes[f"{name}_path"] = str(path)
+    probes["bar_content"] = round(probe_accuracy(*bar_content(train_ph), *bar_content(test_ph), seed), 4)
     probes["chance"] = round(1.0 / k, 4)
     probes["train_phrases"], probes["test_phrases"] = len(train_ph), len(test_ph)
     report["probe"] = probes
@@ -287,8 +312,9 @@ def format_report(r: dict) -> str:
                      f"{rows['reconstruction_token_accuracy']:.3f}")
     p = r.get("probe", {})
     lines.append(f"  probe on z (balanced accuracy, chance {p.get('chance', 0):.2f}): model {p.get('model', '-')}, "
-                 f"ablation (no adversary) {p.get('ablation', '-')}")
+                 f"ablation (no adversary) {p.get('ablation', '-')}; the same probe on each bar's own content "
+                 f"{p.get('bar_content', '-')}")
     return "\n".join(lines)
 
 
-__all__ = ["evaluate_restyle", "format_report", "probe_accuracy"]
+__all__ = ["bar_content", "evaluate_restyle", "format_report", "probe_accuracy"]

@@ -18,7 +18,8 @@ from engine.music.tokens import Meter
 from engine.music.vocab import DEFAULT_VOCAB as V
 from engine.train.export import export_model, script_model
 from engine.train.restyle_model import RestyleLM, bar_condition, bar_ids, free_bits_kl, kl_per_dim, reverse_gradient
-from engine.train.train_restyle import PRESETS, Adversary, losses, pad_batch
+from engine.train.latent_adversary import LatentAdversary
+from engine.train.train_restyle import PRESETS, losses, pad_batch
 
 TINY = PRESETS["tiny-restyle"]
 
@@ -129,26 +130,40 @@ def test_gradient_reversal_flips_and_scales_the_gradient():
     assert torch.allclose(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
 
 
-def test_the_objective_has_every_term_and_the_adversary_reads_z(model):
+@pytest.mark.parametrize("steps", [0, 4])
+def test_the_objective_has_every_term_and_the_adversary_reads_the_latents(model, steps):
     m = RestyleLM(TINY.model_config(), TINY.restyle_config(), V.pad).train()
     batch = pad_batch([encode_melody(tune(k)) for k in range(4)], V.pad)
-    out = losses(m, Adversary(TINY.z_dim, 5), batch, batch, torch.tensor([0, 1, 2, 3]), TINY, step=5)
+    adversary = LatentAdversary(TINY.z_dim, 5, steps=steps)
+    out = losses(m, adversary, batch, batch, torch.tensor([0, 1, 2, 3]), TINY, step=5)
     for key in ("recon", "kl", "adversary", "critic", "total", "token_accuracy", "adversary_accuracy"):
         assert torch.isfinite(torch.as_tensor(out[key])), key
+    latents, styles = out.pop("latents")
+    _, _, has = m.posterior(batch)
+    assert latents.shape == (int(has.sum()), TINY.z_dim) and styles.shape == (int(has.sum()),)
     out["total"].backward()
     assert m.encoder.head.weight.grad.abs().sum() > 0 and m.critic.head.weight.grad.abs().sum() > 0
+    assert (adversary.update(latents, styles) is None) == (steps == 0)  # after the model's step, as in training
 
 
 @pytest.mark.slow
-def test_a_tiny_training_run_on_real_phrases_exports_a_model_the_runtime_restyles_with(tmp_path):
+@pytest.mark.parametrize("game", [{}, {"adversary_reads": "mu", "adversary_steps": 2, "mmd_weight": 1.0}],
+                         ids=["co-trained", "best-response-and-mmd"])
+def test_a_tiny_training_run_on_real_phrases_exports_a_model_the_runtime_restyles_with(tmp_path, game):
+    import json
     from dataclasses import replace
 
     from engine.train.train_restyle import train_restyle
 
+    cfg = replace(TINY, out_dir=str(tmp_path), **game)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        summary = train_restyle(replace(TINY, out_dir=str(tmp_path)), resume=False, progress=False)
+        train_restyle(replace(cfg, stop_at=10), resume=False, progress=False)  # stopped, then resumed
+        summary = train_restyle(cfg, resume=True, progress=False)
     assert summary["steps"] == TINY.max_steps and np.isfinite(summary["best_val_recon"])
+    log = [json.loads(line) for line in (tmp_path / TINY.name / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == list(range(1, TINY.max_steps + 1))
+    assert all(("style_mmd" in r) == bool(game) and ("adversary_fit" in r) == bool(game) for r in log)
     session = ModelSession(load_model(summary["path"], V), device="cpu", threads=1)
     out = Restyler(session).restyle(tune(), RestyleSettings(style="fiddle"), seed=1)
     assert out.bars == 1 and out.meter == Meter(4, 4)
@@ -175,3 +190,14 @@ def test_guided_logits_push_away_from_the_own_style_and_feed_both_sessions_every
     assert torch.allclose(g.feed([5, 6]), torch.tensor([3.5, 1.0, -1.5]))
     assert torch.allclose(g.append(7), torch.tensor([3.5, 1.0, -1.5]))
     assert target.fed == own.fed == [5, 6, 7]  # the contrast hears every token the target does
+
+
+def test_a_wrong_adversary_setting_is_refused_with_its_name():
+    from dataclasses import replace
+
+    from engine.errors import SidemanError
+
+    with pytest.raises(SidemanError, match="adversary_reads must be 'mu' or 'z'"):
+        replace(TINY, adversary_reads="sample")
+    with pytest.raises(SidemanError, match="adversary_steps must be >= 0"):
+        replace(TINY, adversary_steps=-1)
