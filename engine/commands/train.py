@@ -1,13 +1,14 @@
 """`sideman train --config NAME`: train a model (engine.train.train); also runs under torchrun as
 `torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
-restyle-phrase, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style classifier's (style-classifier,
-tiny-style-classifier) to engine.train.style_classifier. Imports torch only when run."""
+restyle-phrase, restyle-mmd, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style
+classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier. Imports torch only
+when run."""
 
 from engine.train.arguments import add_arguments
 
 __all__ = ["add_arguments", "run"]
 
-RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-noadv", "tiny-restyle")
+RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-noadv", "tiny-restyle")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
 
 

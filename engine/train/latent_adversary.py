@@ -84,7 +84,7 @@ class LatentAdversary:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             self.opt.step()
-            total += float(loss)
+            total += float(loss.detach())
         return total / self.steps
 
     def state_dict(self) -> dict:

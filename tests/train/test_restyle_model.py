@@ -201,3 +201,9 @@ def test_a_wrong_adversary_setting_is_refused_with_its_name():
         replace(TINY, adversary_reads="sample")
     with pytest.raises(SidemanError, match="adversary_steps must be >= 0"):
         replace(TINY, adversary_steps=-1)
+
+
+def test_every_restyle_preset_is_reachable_from_sideman_train():
+    from engine.commands.train import RESTYLE_CONFIGS
+
+    assert set(RESTYLE_CONFIGS) == set(PRESETS)
