@@ -135,6 +135,7 @@ class Accompany:
     predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
     voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
+    consonance_repair: bool = True  # a note of yours no voice is consonant with gets one after the commit window
 
 
 RESTYLE_KEEP = ("nothing", "rhythm", "pitches")
@@ -433,7 +434,8 @@ def _monitor(ctx: _Ctx, raw: dict) -> Monitor:
 
 def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
     d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats",
-                                     "predict_player", "consonance_guard", "voice_leading") + tuple(f"{v}_range" for v in VOICE_NAMES))
+                                     "predict_player", "consonance_guard", "voice_leading", "consonance_repair")
+                  + tuple(f"{v}_range" for v in VOICE_NAMES))
     names = d.get("voices", list(VOICE_NAMES))
     allowed_voices = 'a list of some of "alto", "tenor", "bass", e.g. ["alto", "tenor", "bass"]'
     if not isinstance(names, list) or not names or any(n not in VOICE_NAMES for n in names) or len(set(names)) != len(names):
@@ -466,6 +468,8 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
         consonance_guard=ctx.boolean(d.get("consonance_guard", Accompany.consonance_guard),
                                      "accompany.consonance_guard"),
         voice_leading=ctx.boolean(d.get("voice_leading", Accompany.voice_leading), "accompany.voice_leading"),
+        consonance_repair=ctx.boolean(d.get("consonance_repair", Accompany.consonance_repair),
+                                      "accompany.consonance_repair"),
     )
 
 
@@ -605,6 +609,7 @@ def to_dict(preset: Preset) -> dict:
                       "predict_player": preset.accompany.predict_player,
                       "consonance_guard": preset.accompany.consonance_guard,
                       "voice_leading": preset.accompany.voice_leading,
+                      "consonance_repair": preset.accompany.consonance_repair,
                       **{f"{name}_range": list(preset.accompany.ranges[i]) for i, name in enumerate(VOICE_NAMES)}},
         "restyle": {"style": preset.restyle.style, "amount": preset.restyle.amount, "keep": preset.restyle.keep,
                     "guidance": preset.restyle.guidance,

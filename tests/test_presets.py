@@ -64,6 +64,7 @@ BAD = [
     ("[accompany]\nbass_range = [40, 42]", "accompany.bass_range", "highest >= lowest + 5"),
     ("[accompany]\ntenor_range = 50", "accompany.tenor_range", "[lowest, highest]"),
     ("[accompany]\nsoprano_range = [60, 80]", "accompany.soprano_range", "alto_range"),
+    ("[accompany]\nconsonance_repair = 1", "accompany.consonance_repair", "true or false"),
     ("[monitor.programs]\nalto = 200", "monitor.programs.alto", "0..127"),
     ("tempo = 120", "tempo", "mode"),
     ("[clock]\nbpm = 0", "clock.bpm", "[20, 300]"),
@@ -203,6 +204,18 @@ def test_the_accompany_table_reads_voices_channels_window_and_ranges(tmp_path):
     a = p.accompany
     assert a.voices == (1, 3) and a.channels == (5, 6, 7) and a.commit_ms == 30.0 and a.ranges[2] == (30, 55)
     assert "alto+bass" in p.summary() and "commit 30 ms" in p.summary()
+    assert a.consonance_repair is True  # on unless the preset says otherwise
+    off = load_preset(write(tmp_path, 'mode = "accompany"\n[accompany]\nconsonance_repair = false'))
+    assert off.accompany.consonance_repair is False
+
+
+def test_the_live_accompaniment_takes_the_presets_rules_to_its_planner(tmp_path):
+    from engine.live.modes.accompany import AccompanyConfig
+
+    preset = load_preset(write(tmp_path, 'mode = "accompany"\n[accompany]\nconsonance_repair = false\n'
+                                    'voice_leading = false'))
+    config = AccompanyConfig.from_preset(preset)
+    assert config.consonance_repair is False and config.voice_leading is False and config.consonance_guard is True
 
 
 def test_every_mode_a_preset_accepts_is_one_the_factory_builds():

@@ -60,6 +60,9 @@ EXPIRE_AFTER_MS = 40.0
 VOICES = (1, 2, 3)  # the sideman's roles: alto, tenor, bass under a chorale tune
 CHECKPOINT_EVERY = 8  # plan tokens between snapshots of the encoder and grammar (a cut replays fewer)
 SILENCE_KEEP_BARS = 2  # a longer silence of the player's is shortened to this many empty bars
+# the consonance repair leaves a melody note this long before a voice moves to it (see Accompanist): a passing
+# note of an eighth or less may pass against the voices, as in the chorales; a longer one gets a consonant voice
+REPAIR_AFTER_BEATS = 0.5
 
 
 def expire_after_ticks(seconds_per_tick: float) -> float:
@@ -126,7 +129,8 @@ class Accompanist:
                  voices: Sequence[int] = VOICES, constraints: dict[int, Constraints] | None = None,
                  rest_after_ticks: int | None = None,
                  rollback: Callable[[int], None] | None = None, predict_player: bool = False,
-                 consonance_guard: bool = True, voice_leading: bool = True) -> None:
+                 consonance_guard: bool = True, voice_leading: bool = True,
+                 consonance_repair: bool = True) -> None:
         self.session = session
         self.vocab = vocab
         self.sampler = sampler
@@ -150,6 +154,12 @@ class Accompanist:
         # voice_leading: a voice's new note never moves in parallel fifths or octaves with a voice that moved
         # at the tick, nor crosses a neighbour (engine.model.voice_leading), while some note-on stays allowed
         self.voice_leading = voice_leading
+        # consonance_repair: a melody note no voice is consonant with (the voices at its tick were decided
+        # before it was known) gets one once it has sounded REPAIR_AFTER_BEATS, on the first sixteenth-note
+        # line the plan may still change (at or after the floor): a voice moves to, or enters on, a
+        # consonant note there
+        self.consonance_repair = consonance_repair
+        self._repair_tokens = (-1, 0)  # (tick, tokens sampled there while repairing): a bound, never a loop
         # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
         self.enter_after = vocab.config.ticks_per_beat
@@ -448,6 +458,21 @@ class Accompanist:
             melody = frozenset(p for r, p in g.sounding if r == PLAYER)
             if melody and not any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
                 mask &= _consonant_ons(v, melody)
+        repair_line = self._repair_line()
+        if repair_line is not None:
+            # nothing of the player's is predicted before the repair (the sideman's events come first at a tick)
+            shifts = slice(v.shift_base, v.shift_base + v.config.max_shift)
+            if g.role not in self.voices:
+                keep = np.zeros(v.size, dtype=bool)
+                keep[[v.role(r) for r in self.voices]] = True
+                keep[shifts] = True
+                mask &= keep
+            mask[v.role(PLAYER)] = False
+            if repair_line == g.position:  # act here: no time on, the voice's new note consonant
+                mask[shifts] = False
+                mask &= _consonant_ons(v, frozenset(p for r, p in g.sounding if r == PLAYER))
+            else:  # time on no further than the line where the repair is due
+                mask[v.shift_base + repair_line - g.position:v.shift_base + v.config.max_shift] = False
         if g.position < self.floor:  # nothing new before the floor: one shift that reaches it (or the bar line)
             mask[: v.shift_base] = False
             mask[v.note_on_base:] = False
@@ -464,6 +489,33 @@ class Accompanist:
         if not mask.any():  # never stuck: one tick on
             mask[v.shift(1)] = True
         return mask
+
+    def _repair_line(self) -> int | None:
+        """The tick where a voice must move to give the melody's note a consonant voice (consonance repair),
+        or None: the first sixteenth-note line at or after the floor, the plan's position and
+        REPAIR_AFTER_BEATS into the melody's latest note. None while a
+        voice is consonant with the melody, while the plan stands among the player's (predicted) events at
+        a tick, past the next bar line (the BAR comes first), or once the repair at a tick has taken more
+        tokens than a voice's move needs (a bound: the rule never holds the plan at a tick)."""
+        if not self.consonance_repair or not self.started:
+            return None
+        g, v = self.grammar, self.vocab
+        melody = [p for r, p in g.sounding if r == PLAYER]
+        if not melody or any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
+            return None
+        if self._first_predicted is not None and self._predicted_tick == g.position:
+            return None
+        step = max(1, v.config.ticks_per_beat // 4)
+        origin = g.last_bar or 0
+        onset = max(g.on_tick.get((PLAYER, m), 0) for m in melody)
+        due = max(self.floor, g.position, onset + int(round(REPAIR_AFTER_BEATS * v.config.ticks_per_beat)))
+        line = origin + -(-(due - origin) // step) * step
+        if g.next_bar is not None and line > g.next_bar:
+            return None  # the bar line first (BAR); the rule looks again after it
+        tick, count = self._repair_tokens
+        if line == g.position and tick == g.position and count > 3 * len(self.voices):
+            return None
+        return line
 
     def _entering(self) -> list[int]:
         """The voices that must strike now: on a beat, with the player playing, every voice when all have been
@@ -486,7 +538,11 @@ class Accompanist:
             self._close_at(rest)
             return self.events[n:]
         self._sync()
-        token = self.sampler.sample(self.session.logits, self.mask())
+        mask = self.mask()
+        if self._repair_line() == self.position:
+            tick, count = self._repair_tokens
+            self._repair_tokens = (self.position, count + 1 if tick == self.position else 1)
+        token = self.sampler.sample(self.session.logits, mask)
         self.stats.planned_tokens += 1
         self._feed([token], plan=True)
         self.encoder.observe(token)

@@ -35,6 +35,7 @@ class AccompanySettings:
     predict_player: bool = True  # the plan also predicts the player's next events (see Accompanist)
     consonance_guard: bool = True  # no new voice note leaves the melody with no consonant voice (Accompanist)
     voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossing (Accompanist)
+    consonance_repair: bool = True  # a melody note with no consonant voice gets one at the next 16th (Accompanist)
 
     def __post_init__(self) -> None:
         if not self.voices or any(v not in VOICES for v in self.voices):
@@ -91,7 +92,8 @@ def accompany(session, melody: Melody, settings: AccompanySettings = AccompanySe
     the player's it passes unplayed, as the live mode's clock does."""
     planner = Accompanist(session, vocab, Sampler(settings.sampling), melody.meter, settings.voices,
                           settings.constraints(), predict_player=settings.predict_player,
-                          consonance_guard=settings.consonance_guard, voice_leading=settings.voice_leading)
+                          consonance_guard=settings.consonance_guard, voice_leading=settings.voice_leading,
+                          consonance_repair=settings.consonance_repair)
     planner.begin(settings.style)
     out: list[PlannedEvent] = []
     now = 0  # the clock, in ticks: it passes every tick, as the live mode's does

@@ -180,13 +180,14 @@ def summarize(metrics: list) -> dict:
 
 
 def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int = 0,
-                      predict_player: bool = True, consonance_guard: bool = True, voice_leading: bool = True) -> dict:
+                      predict_player: bool = True, consonance_guard: bool = True, voice_leading: bool = True,
+                      consonance_repair: bool = True) -> dict:
     metrics = []
     for i, (piece, roles, end) in enumerate(pieces):
         melody = melody_of(piece, roles, end, played)
         settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed + i), style=piece.collection,
                                      predict_player=predict_player, consonance_guard=consonance_guard,
-                                     voice_leading=voice_leading)
+                                     voice_leading=voice_leading, consonance_repair=consonance_repair)
         result = accompany(source, melody, settings, V, commit_ticks=commit_ticks)
         notes = [n for n in piece_notes(piece, roles, end) if n.role == 0] if not played else \
             _played_melody_notes(melody)
@@ -258,6 +259,8 @@ def evaluate_accompany(model_paths: list[str], config: str = "accompaniment", pi
             entry["as_played_player_masked"] = accompany_metrics(session, test, True, seed, predict_player=False)
         for name, played in sets.items():  # the plan without the consonance guard (the model's own choices)
             entry[f"{name}_no_guard"] = accompany_metrics(session, test, played, seed, consonance_guard=False)
+        for name, played in sets.items():  # the plan without the consonance repair
+            entry[f"{name}_no_repair"] = accompany_metrics(session, test, played, seed, consonance_repair=False)
         for name, played in sets.items():  # the plan without the voice-leading rule
             entry[f"{name}_no_voice_leading"] = accompany_metrics(session, test, played, seed, voice_leading=False)
         result.setdefault("models", {})[loaded.name] = entry
@@ -280,6 +283,8 @@ def format_report(r: dict) -> str:
         rows = [(k, m[name]) for k, m in r.get("models", {}).items()]
         rows += [(f"{k}, no consonance guard", m[f"{name}_no_guard"]) for k, m in r.get("models", {}).items()
                  if f"{name}_no_guard" in m]
+        rows += [(f"{k}, no consonance repair", m[f"{name}_no_repair"]) for k, m in r.get("models", {}).items()
+                 if f"{name}_no_repair" in m]
         rows += [(f"{k}, no voice-leading rule", m[f"{name}_no_voice_leading"]) for k, m in r.get("models", {}).items()
                  if f"{name}_no_voice_leading" in m]
         if name == "as_played":

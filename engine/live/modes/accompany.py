@@ -51,6 +51,7 @@ class AccompanyConfig:
     predict_player: bool = True  # the plan also predicts the player's next events (never played)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
     voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
+    consonance_repair: bool = True  # a melody note with no consonant voice gets one after the commit window
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
         return voice_constraints(self.voices, self.ranges, key_pitch_classes)
@@ -61,7 +62,7 @@ class AccompanyConfig:
         return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
                    lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges,
                    predict_player=a.predict_player, consonance_guard=a.consonance_guard,
-                   voice_leading=a.voice_leading)
+                   voice_leading=a.voice_leading, consonance_repair=a.consonance_repair)
 
 
 # -- the model thread's commands ---------------------------------------------------------------------
@@ -117,7 +118,8 @@ class AccompanyPart(ModelPart):
                                    rest_after_ticks=int(round(accompany.rest_after_beats * tpb)),
                                    rollback=self.rollback, predict_player=accompany.predict_player,
                                    consonance_guard=accompany.consonance_guard,
-                                   voice_leading=accompany.voice_leading)
+                                   voice_leading=accompany.voice_leading,
+                                   consonance_repair=accompany.consonance_repair)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
         self._revision_taken = 0.0  # perf_counter when the model thread took that event
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
@@ -264,6 +266,7 @@ class AccompanyPart(ModelPart):
         p.predict_player = config.predict_player
         p.consonance_guard = config.consonance_guard
         p.voice_leading = config.voice_leading
+        p.consonance_repair = config.consonance_repair
 
 
 # -- the mode, on the conductor thread ------------------------------------------------------------------
