@@ -94,6 +94,17 @@ PRESETS: dict[str, TrainConfig] = {
                                            warmup_steps=50, lr=3e-4, eval_every=100, eval_batches=10,
                                            checkpoint_every=50, dropout=0.0, role_mapping="call_response_varied",
                                            human_playing=0.5, init_from="models/continuation.pt"),
+    # the full-size comparison's adversarial arm, matched step for step with the shipped model: the same
+    # 4,000-step human-playing model (cc1ec31's models/continuation.pt, which
+    # scripts/experiment_full_size_robustness.sh takes out of git) trained the same 1,500 steps on, with FGSM
+    # on the embeddings as the only difference
+    "continuation-human-fgsm-more": TrainConfig(name="continuation-human-fgsm-more", collections=("bach", "essen",
+                                                "oneill", "ryan", "aird"), seq_len=256, n_kv_heads=1, batch_size=16,
+                                                max_steps=1500, warmup_steps=50, lr=3e-4, eval_every=100,
+                                                eval_batches=10, checkpoint_every=50, dropout=0.0,
+                                                role_mapping="call_response_varied", human_playing=0.5,
+                                                adversarial="fgsm", adv_epsilon=0.03,
+                                                init_from="runs/full-size/continuation-human-4000.pt"),
     "continuation-human-adv": TrainConfig(name="continuation-human-adv", collections=("bach", "essen", "oneill",
                                           "ryan", "aird"), seq_len=256, n_kv_heads=1, batch_size=16, max_steps=2400,
                                           warmup_steps=50, eval_every=100, eval_batches=10, checkpoint_every=50,

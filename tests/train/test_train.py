@@ -110,3 +110,53 @@ def test_a_run_with_human_playing_trains_on_and_reports_as_played_windows(tiny, 
     log = [json.loads(l) for l in open(os.path.join(tmp_path, "human", "log.jsonl"))]
     evals = [r for r in log if "val_loss" in r]
     assert evals and all(np.isfinite(r["val_played_loss"]) for r in evals)
+
+
+def test_fgsm_perturbs_the_embeddings_within_its_ball_and_raises_the_loss(tiny):
+    """The adversarial arm's perturbation: one signed-gradient step of epsilon x the embeddings' RMS."""
+    from engine.train.model import TransformerLM
+    from engine.train.train import adversarial_delta, lm_loss
+
+    torch.manual_seed(0)
+    cfg = replace(tiny, adversarial="fgsm", adv_epsilon=0.05)
+    model = TransformerLM(model_config(cfg)).eval()
+    x = torch.randint(4, 60, (4, 48))
+    y = x.roll(-1, 1)
+    delta = adversarial_delta(model, x, y, cfg)  # (B, T, C)
+    emb = model.embed(x).detach()
+    eps = cfg.adv_epsilon * float(emb.pow(2).mean().sqrt())
+    assert delta.shape == emb.shape and float(delta.abs().max()) <= eps * (1 + 1e-5)
+    assert float(delta.abs().min()) == pytest.approx(eps, rel=1e-4)  # FGSM: every coordinate at the edge
+    with torch.no_grad():
+        clean = float(lm_loss(model.forward_embeddings(emb), y))
+        attacked = float(lm_loss(model.forward_embeddings(emb + delta), y))
+        noise = float(lm_loss(model.forward_embeddings(emb + delta[torch.randperm(4)].roll(7, 1)), y))
+    assert attacked > clean and attacked > noise  # it goes uphill, which a same-sized shuffle does not
+
+
+def test_a_fine_tuning_run_starts_from_the_file_it_names_and_trains_adversarially(tiny, tmp_path):
+    """`init_from` + FGSM, as the full-size comparison's adversarial arm: step 0 is the file's weights."""
+    from engine.train.model import TransformerLM
+    from engine.train.train import init_weights
+
+    base = train(replace(tiny, name="base", out_dir=str(tmp_path), max_steps=10, eval_every=10), resume=False,
+                 progress=False)
+    fresh = TransformerLM(model_config(tiny))
+    init_weights(fresh, base["model"])
+    scripted = torch.jit.load(base["model"]).state_dict()
+    assert all(torch.equal(v, scripted[k]) for k, v in fresh.state_dict().items())
+    cfg = replace(tiny, name="fgsm", out_dir=str(tmp_path), max_steps=10, eval_every=5, adversarial="fgsm",
+                  adv_epsilon=0.03, init_from=base["model"], warmup_steps=2)
+    train(cfg, resume=False, progress=False)
+    log = [json.loads(l) for l in open(tmp_path / "fgsm" / "log.jsonl")]
+    base_log = [json.loads(l) for l in open(tmp_path / "base" / "log.jsonl")]
+    first = [r["train_loss"] for r in log if "train_loss" in r][0]
+    base_first = [r["train_loss"] for r in base_log if "train_loss" in r][0]
+    assert first < base_first - 0.2  # it began where the base run ended, not from random weights
+
+
+def model_config(cfg):
+    from engine.music.vocab import DEFAULT_VOCAB
+    from engine.train.model import ModelConfig
+
+    return ModelConfig(vocab_size=DEFAULT_VOCAB.size, **cfg.model_fields())
