@@ -21,6 +21,7 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import rtmidi
 
@@ -153,10 +154,12 @@ def start_in_process(path: Path, model: Path, options: dict | None = None):
     daemon = Daemon(load_preset(path), DaemonOptions(model=str(model), status_every=0, **(options or {})))
     daemon.start()
     daemon.sent_log = []  # what the daemon sent, to tell its own faults from JACK's on a failure
+    daemon.sent_times = []  # (perf_counter when the send returned, bytes): the daemon's own timing
     real_send = daemon.output.send
 
     def recording_send(data):
         ok = real_send(data)
+        daemon.sent_times.append((time.perf_counter(), tuple(data)))
         daemon.sent_log.append(tuple(data))
         return ok
 
@@ -232,7 +235,14 @@ def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, ja
     ons = [(t, d) for t, d in answer if d[0] & 0xF0 == 0x90 and d[2] > 0]
     assert ons, "the answer had no notes"
     period_s = jack_server.period_ms / 1000
-    late_limit = daemon.scheduler.config.tolerance_s + 0.001 + period_s
+    # the daemon's part: each onset is handed to JACK within the scheduler's tolerance of its time (measured
+    # when the send returned); JACK's part: it arrives after it was sent, within a cycle or two. On the
+    # shared VM a stalled JACK graph (the test server is synchronous: a late cycle delays MIDI rather than
+    # losing it) once held an onset sent on time for 13.7 ms, so JACK's per-message delay gets a wide
+    # bound (nothing parked until a later send) and a tight one on the median
+    late_limit = daemon.scheduler.config.tolerance_s + 0.001
+    sends = sorted(daemon.sent_times)
+    deliveries = []
     unmatched = sorted(daemon.scheduled_log)
     for t, data in answer:
         if data[0] & 0xF0 not in (0x80, 0x90):
@@ -254,8 +264,15 @@ def test_answers_a_phrase_on_the_grid_in_range_and_closes_every_note(running, ja
             # an onset is sent within the scheduler's tolerance or dropped; a note-off may be late by
             # design (never dropped, never left hanging), so only onsets have a bound on lateness
             assert round(tick) < end
-            assert error <= late_limit, (
-                f"{data} arrived {error * 1000:.2f} ms after its time; scheduler {daemon.scheduler.stats}")
+            sent = min((u for u, d in sends if d == data and u >= due - 0.0005), default=None)
+            assert sent is not None, f"{data} due at {due:.4f} arrived but the daemon never sent it"
+            sends.remove((sent, data))
+            assert sent - due <= late_limit, (
+                f"{data} was sent {(sent - due) * 1000:.2f} ms after its time; scheduler {daemon.scheduler.stats}")
+            assert -0.0005 <= t - sent <= 0.05, f"{data} took {(t - sent) * 1000:.2f} ms through JACK"
+            deliveries.append(t - sent)
+    assert deliveries and float(np.median(deliveries)) <= period_s + 0.001, (
+        f"JACK delivered onsets in {[round(d * 1000, 2) for d in deliveries]} ms; a cycle is {period_s * 1000:.2f}")
     assert hanging([(0, d) for d in daemon.sent_log]) == set()  # the daemon closed every note it played
     if len(answer) == len(daemon.sent_log):  # JACK lost nothing (it can, in an xrun on a starved VM) ...
         assert hanging(answer) == set()  # ... so the listener got every note-off
