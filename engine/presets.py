@@ -135,7 +135,7 @@ class Accompany:
     predict_player: bool = True  # the plan also predicts the player's next events (engine.model.accompanist)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
     voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
-    consonance_repair: bool = True  # a note of yours no voice is consonant with gets one after the commit window
+    consonance_repair: bool = True  # a note of yours with no consonant voice for an eighth gets one (next 16th)
 
 
 RESTYLE_KEEP = ("nothing", "rhythm", "pitches")

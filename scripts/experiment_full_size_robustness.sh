@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The human-playing issue's full-size comparison: plain / human-playing augmentation / augmentation + FGSM,
-# each the shipped continuation model's size (3.3 M parameters) and run on the same evaluation.
+# each the shipped continuation model's size (2.86 M parameters) and run on the same evaluation.
 #   plain:        the model trained on the scores as written (6a625f8's models/continuation.pt, 2,400 steps)
 #   augmentation: the shipped models/continuation.pt (4,000 steps, then 1,500 more: continuation-human-more)
 #   + FGSM:       the same 4,000-step model (cc1ec31's models/continuation.pt) trained the same 1,500 steps

@@ -160,6 +160,7 @@ class Accompanist:
         # consonant note there
         self.consonance_repair = consonance_repair
         self._repair_tokens = (-1, 0)  # (tick, tokens sampled there while repairing): a bound, never a loop
+        self._mask_repair_line: int | None = None  # the repair line of the last mask()
         # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
         self.enter_after = vocab.config.ticks_per_beat
@@ -427,6 +428,8 @@ class Accompanist:
     def mask(self) -> np.ndarray:
         """What the sideman may sample next (see the module docstring)."""
         g, v = self.grammar, self.vocab
+        unsupported = self._unsupported_melody()
+        repair_line = self._mask_repair_line = self._repair_line(unsupported)
         if g.bar_pending:
             mask = np.zeros(v.size, dtype=bool)
             mask[v.bar] = True
@@ -454,11 +457,8 @@ class Accompanist:
                 keep[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
             if (mask & keep).any():
                 mask &= keep
-        if self.consonance_guard and g.role != PLAYER:
-            melody = frozenset(p for r, p in g.sounding if r == PLAYER)
-            if melody and not any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
-                mask &= _consonant_ons(v, melody)
-        repair_line = self._repair_line()
+        if self.consonance_guard and g.role != PLAYER and unsupported:
+            mask &= _consonant_ons(v, unsupported)
         if repair_line is not None:
             # nothing of the player's is predicted before the repair (the sideman's events come first at a tick)
             shifts = slice(v.shift_base, v.shift_base + v.config.max_shift)
@@ -470,9 +470,9 @@ class Accompanist:
             mask[v.role(PLAYER)] = False
             if repair_line == g.position:  # act here: no time on, the voice's new note consonant
                 mask[shifts] = False
-                mask &= _consonant_ons(v, frozenset(p for r, p in g.sounding if r == PLAYER))
+                mask &= _consonant_ons(v, unsupported)
             else:  # time on no further than the line where the repair is due
-                mask[v.shift_base + repair_line - g.position:v.shift_base + v.config.max_shift] = False
+                mask[v.shift_base + repair_line - g.position:shifts.stop] = False
         if g.position < self.floor:  # nothing new before the floor: one shift that reaches it (or the bar line)
             mask[: v.shift_base] = False
             mask[v.note_on_base:] = False
@@ -490,24 +490,29 @@ class Accompanist:
             mask[v.shift(1)] = True
         return mask
 
-    def _repair_line(self) -> int | None:
+    def _unsupported_melody(self) -> frozenset[int]:
+        """The melody's sounding pitches when no sideman note sounding is consonant with them (else empty)."""
+        g = self.grammar
+        melody = frozenset(p for r, p in g.sounding if r == PLAYER)
+        if any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
+            return frozenset()
+        return melody
+
+    def _repair_line(self, unsupported: frozenset[int]) -> int | None:
         """The tick where a voice must move to give the melody's note a consonant voice (consonance repair),
         or None: the first sixteenth-note line at or after the floor, the plan's position and
         REPAIR_AFTER_BEATS into the melody's latest note. None while a
         voice is consonant with the melody, while the plan stands among the player's (predicted) events at
         a tick, past the next bar line (the BAR comes first), or once the repair at a tick has taken more
         tokens than a voice's move needs (a bound: the rule never holds the plan at a tick)."""
-        if not self.consonance_repair or not self.started:
+        if not self.consonance_repair or not self.started or not unsupported:
             return None
         g, v = self.grammar, self.vocab
-        melody = [p for r, p in g.sounding if r == PLAYER]
-        if not melody or any((m - p) % 12 in CONSONANT for r, p in g.sounding if r != PLAYER for m in melody):
-            return None
         if self._first_predicted is not None and self._predicted_tick == g.position:
             return None
         step = max(1, v.config.ticks_per_beat // 4)
         origin = g.last_bar or 0
-        onset = max(g.on_tick.get((PLAYER, m), 0) for m in melody)
+        onset = max(g.on_tick.get((PLAYER, m), 0) for m in unsupported)
         due = max(self.floor, g.position, onset + int(round(REPAIR_AFTER_BEATS * v.config.ticks_per_beat)))
         line = origin + -(-(due - origin) // step) * step
         if g.next_bar is not None and line > g.next_bar:
@@ -539,7 +544,7 @@ class Accompanist:
             return self.events[n:]
         self._sync()
         mask = self.mask()
-        if self._repair_line() == self.position:
+        if self._mask_repair_line == self.position:  # the repair line mask() found
             tick, count = self._repair_tokens
             self._repair_tokens = (self.position, count + 1 if tick == self.position else 1)
         token = self.sampler.sample(self.session.logits, mask)

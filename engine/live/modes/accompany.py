@@ -51,7 +51,7 @@ class AccompanyConfig:
     predict_player: bool = True  # the plan also predicts the player's next events (never played)
     consonance_guard: bool = True  # no new voice note leaves the melody without a consonant voice
     voice_leading: bool = True  # no parallel fifths/octaves with a voice moving with it, no crossed voices
-    consonance_repair: bool = True  # a melody note with no consonant voice gets one after the commit window
+    consonance_repair: bool = True  # a melody note with no consonant voice for an eighth gets one (next 16th)
 
     def constraints(self, key_pitch_classes=None) -> dict[int, Constraints]:
         return voice_constraints(self.voices, self.ranges, key_pitch_classes)
