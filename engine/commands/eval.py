@@ -29,6 +29,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--guidance", type=float, default=1.5,
                         help="restyle: the guidance of the guided rows (the unguided rows are 0)")
     parser.add_argument("--probe-only", action="store_true", help="restyle: only the probe on z (model, ablation)")
+    parser.add_argument("--classifier", default=None,
+                        help="restyle: the independent style classifier that judges (default "
+                             "models/style-classifier.pt)")
+    parser.add_argument("--no-rebar", action="store_true",
+                        help="restyle: the model writes in the phrase's own bar lines, not the target style's")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -43,7 +48,8 @@ def run(args) -> int:
         r = evaluate_restyle(model, args.ablation, per_style=args.prompts or 20, seed=args.seed,
                              temperature=args.temperature, candidates=args.candidates,
                              as_played=not args.no_as_played, data_limit=args.data_limit or 0,
-                             probe_only=args.probe_only, guidance=args.guidance)
+                             probe_only=args.probe_only, guidance=args.guidance, rebar=not args.no_rebar,
+                             **({"classifier": args.classifier} if args.classifier else {}))
         print(json.dumps(r, indent=2) if args.json else format_report(r))
         return 0
     if args.task == "accompany":

@@ -36,6 +36,10 @@ The knobs besides style and amount:
     candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
                        probability of the target style plus its chroma similarity to the phrase (offline;
                        live decodes one, as its notes must start at the next bar)
+    rebar = True       the model reads and writes the phrase in the target style's bar lines where its bar
+                       splits evenly into one (`engine.music.barring`: a 4/2 phrase as 4/4 for a chorale);
+                       the result is in the phrase's own meter. The critic's estimate of the phrase's own
+                       style reads it as barred
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import torch
 from engine.errors import ModelError, SidemanError
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask_np
+from engine.music.barring import barred_for
 from engine.music.melody import NO_STYLE, ROLE, Melody, decode_melody, encode_melody
 from engine.music.similarity import chroma_similarity
 from engine.music.styles import STYLE_NAMES, style_index
@@ -69,6 +74,7 @@ class RestyleSettings:
     register: int | None = 12  # semitones beyond the phrase's own range each side; None = any
     sampling: SamplingConfig = field(default_factory=lambda: SamplingConfig(temperature=0.8, top_p=0.95))
     candidates: int = 1
+    rebar: bool = True  # the target style's bar lines for the model (see the module docstring)
     constraints: Constraints | None = None
     max_tokens_per_bar: int = 96  # a safety stop for a model that will not move time
 
@@ -132,10 +138,14 @@ class Restyler:
 
     def begin(self, melody: Melody, settings: RestyleSettings, source_tokens: list[int] | None = None,
               seed: int | None = None) -> "RestyleDecode":
+        max_len = int(self.session.card["restyle"]["max_len"])
         tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
-        tokens = tokens[: int(self.session.card["restyle"]["max_len"])]
-        z = self.latent(tokens)  # (N, Z)
-        own = self.own_style(tokens)
+        tokens = tokens[:max_len]
+        own = self.own_style(tokens)  # the phrase as barred: the critic learned each style in its own meters
+        view = barred_for(melody, settings.style, self.vocab) if settings.rebar else melody
+        if view is not melody:
+            tokens = encode_melody(view, self.vocab)[:max_len]
+        z = self.latent(tokens)  # (N, Z): one a bar of the view
         style = self.style_vector(own, settings.style, settings.amount)
         conditions = [BarConditions(self.session, z, style)]
         logits = self.session
@@ -146,7 +156,7 @@ class Restyler:
             c.start()
         sampling = settings.sampling if seed is None else SamplingConfig(
             settings.sampling.temperature, settings.sampling.top_k, settings.sampling.top_p, seed)
-        return RestyleDecode(self, melody, tokens, settings, Sampler(sampling), logits, conditions)
+        return RestyleDecode(self, view, tokens, settings, Sampler(sampling), logits, conditions, source=melody)
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
         """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability
@@ -158,7 +168,8 @@ class Restyler:
             out = decode.result()
             if settings.candidates == 1:
                 return out
-            style = float(self.own_style(encode_melody(out, self.vocab))[style_index(settings.style)])
+            heard = Melody(out.notes, decode.meter, decode.bars)  # as the model wrote it: the target's bar lines
+            style = float(self.own_style(encode_melody(heard, self.vocab))[style_index(settings.style)])
             score = style + chroma_similarity(melody, out, self.vocab)
             if score > best_score:
                 best, best_score = out, score
@@ -219,17 +230,21 @@ class RestyleDecode:
     """One restyled phrase being written: `step()` writes one token and returns the notes it makes."""
 
     def __init__(self, restyler: Restyler, melody: Melody, source_tokens: list[int], settings: RestyleSettings,
-                 sampler: Sampler, logits=None, conditions: list[BarConditions] = ()) -> None:
-        """`logits`: what the tokens are fed to for the next logits (the session, or GuidedLogits);
-        `conditions`: the sessions' per-bar conditions, moved on at each bar line the line crosses."""
+                 sampler: Sampler, logits=None, conditions: list[BarConditions] = (),
+                 source: Melody | None = None) -> None:
+        """`melody`: the phrase as the model reads it (its bar lines are the ones written); `source`: the
+        phrase as played, whose meter the result is in (default: `melody`); `logits`: what the tokens are fed
+        to for the next logits (the session, or GuidedLogits); `conditions`: the sessions' per-bar
+        conditions, moved on at each bar line the line crosses."""
         v = restyler.vocab
         self.vocab = v
         self.model = logits if logits is not None else restyler.session  # fed every token; gives the next logits
         self.conditions = list(conditions)
         self.settings = settings
         self.sampler = sampler
-        self.meter = melody.meter
+        self.meter = melody.meter  # the model's bar lines
         self.bars = melody.bars
+        self.source = source if source is not None else melody
         self.end = melody.length_ticks(v)
         # a fresh stream: ROLE_player comes before the first note, as in every training stream (with the
         # decoder's default role the grammar would forbid it, and the line would start off the training data)
@@ -282,7 +297,9 @@ class RestyleDecode:
             self.step()
 
     def result(self) -> Melody:
-        return decode_melody(self.tokens, self.meter, self.bars, self.vocab)
+        """The restyled phrase in the source's meter (the same ticks whatever bar lines the model wrote)."""
+        written = decode_melody(self.tokens, self.meter, self.bars, self.vocab)
+        return Melody(written.notes, self.source.meter, self.source.bars)
 
     # -- choosing the next token ---------------------------------------------------------------
     def _mask(self) -> np.ndarray:

@@ -175,7 +175,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                      classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
                      temperature: float = 0.8, candidates: int = 8, probe_per_style: int = 300,
                      as_played: bool = True, data_limit: int = 0, probe_only: bool = False,
-                     guidance: float = RestyleSettings.guidance) -> dict:
+                     guidance: float = RestyleSettings.guidance, rebar: bool = RestyleSettings.rebar) -> dict:
     t0 = time.monotonic()
     corpus = style_corpus(data_limit)
     judge = load_classifier(classifier)
@@ -191,6 +191,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     report: dict = {"task": "restyle", "model": str(model), "classifier": str(classifier),
                     "styles": list(STYLE_NAMES), "per_style": per_style, "temperature": temperature,
                     "candidates": candidates, "guidance": guidance, "register": RestyleSettings.register,
+                    "rebar": rebar,
                     "ceiling": {"clean": judge.card["metrics"]["test_accuracy_clean"],
                                 "as_played": judge.card["metrics"]["test_accuracy_played"]},
                     "chance": 1.0 / k}
@@ -216,7 +217,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                     if t == p.style:
                         continue
                     settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, keep=keep, guidance=push,
-                                               register=register,
+                                               register=register, rebar=rebar,
                                                sampling=SamplingConfig(temperature, 0, 0.95, None),
                                                candidates=n_cand)
                     out = restyler.restyle(source_of(p), settings, seed=seed * 1000 + i * 10 + t)
@@ -258,7 +259,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                           "chroma": round(chroma, 4), "onsets": round(onsets, 4),
                           "out_of_range": round(outside, 4), "register_distance": round(distance, 2)}
         # amount 0: the phrase's own style (as the critic hears it) -> reconstruction
-        outs = [restyler.restyle(source_of(p), RestyleSettings(style=STYLE_NAMES[p.style], amount=0.0,
+        outs = [restyler.restyle(source_of(p), RestyleSettings(style=STYLE_NAMES[p.style], amount=0.0, rebar=rebar,
                                  sampling=SamplingConfig(temperature, 0, 0.95, None)), seed=seed + i)
                 for i, p in enumerate(phrases)]
         chroma, onsets = _similarity([p.melody for p in phrases], outs)
@@ -291,7 +292,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
 
 def format_report(r: dict) -> str:
     lines = [f"restyle eval: {r['model']} ({r['per_style']} test phrases per style, every pair, temperature "
-             f"{r['temperature']}, guidance {r.get('guidance', 0)}; "
+             f"{r['temperature']}, guidance {r.get('guidance', 0)}, the target's bar lines {r.get('rebar', False)}; "
              f"classifier ceiling {r['ceiling']['clean']:.3f} clean / {r['ceiling']['as_played']:.3f} as played)"]
     for set_name in ("clean", "as_played"):
         if set_name not in r:
