@@ -1,8 +1,8 @@
 """`sideman train --config NAME`: train a model (engine.train.train); also runs under torchrun as
 `torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
 restyle-phrase, restyle-mmd, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style
-classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier. Imports torch only
-when run."""
+classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier, the restyle critic's
+(restyle-critic, tiny-restyle-critic) to engine.train.train_critic. Imports torch only when run."""
 
 from engine.train.arguments import add_arguments
 
@@ -10,6 +10,7 @@ __all__ = ["add_arguments", "run"]
 
 RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-noadv", "tiny-restyle")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
+CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic")
 
 
 def run(args) -> int:
@@ -21,6 +22,11 @@ def run(args) -> int:
 
         print(json.dumps(train_restyle(load_restyle_config(args.config, overrides), resume=not args.fresh,
                                        progress=not args.no_progress), indent=2))
+        return 0
+    if args.config in CRITIC_CONFIGS:
+        from engine.train.train_critic import load_critic_config, train_critic
+
+        print(json.dumps(train_critic(load_critic_config(args.config, overrides)), indent=2))
         return 0
     if args.config in CLASSIFIER_CONFIGS:
         from dataclasses import replace

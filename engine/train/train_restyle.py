@@ -395,7 +395,8 @@ def export_run(cfg: RestyleTrainConfig, out: Path, state: dict, path: Path | Non
     return {"path": str(path), "steps": state["step"], "best_val_recon": state["best"], "wall_s": state["wall"]}
 
 
-__all__ = ["PRESETS", "RestyleTrainConfig", "export_run", "load_best", "load_restyle_config", "train_restyle"]
+__all__ = ["PRESETS", "RestyleTrainConfig", "eval_metrics", "export_run", "load_best", "load_restyle_config",
+           "ship", "train_restyle"]
 
 
 MODELS = REPO / "models"
@@ -405,21 +406,26 @@ def ship(run_dir: Path, evaluation: dict | None = None, name: str = "restyle") -
     """The run's best weights as models/NAME.pt, with the run's training facts and the evaluation's numbers."""
     ck = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
     cfg = RestyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
-    metrics = {}
-    if evaluation is not None:
-        for set_name in ("clean", "as_played"):
-            rows = evaluation.get(set_name, {})
-            for variant in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
-                for key in ("target_accuracy", "chroma", "onsets"):
-                    if key in rows.get(variant, {}):
-                        metrics[f"{variant}_{key}_{set_name}"] = rows[variant][key]
-            if "reconstruction_token_accuracy" in rows:
-                metrics[f"reconstruction_token_accuracy_{set_name}"] = rows["reconstruction_token_accuracy"]
-        metrics["classifier_ceiling"] = evaluation.get("ceiling")
-        metrics["probe"] = evaluation.get("probe")
     path = MODELS / f"{name}.pt"
-    export_run(replace(cfg, name=name), Path(run_dir), ck["state"], path=path, metrics=metrics)
+    export_run(replace(cfg, name=name), Path(run_dir), ck["state"], path=path,
+               metrics=eval_metrics(evaluation) if evaluation is not None else {})
     return path
+
+
+def eval_metrics(evaluation: dict) -> dict:
+    """The card's metrics from `sideman eval --task restyle --json`."""
+    metrics = {}
+    for set_name in ("clean", "as_played"):
+        rows = evaluation.get(set_name, {})
+        for variant in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
+            for key in ("target_accuracy", "chroma", "onsets"):
+                if key in rows.get(variant, {}):
+                    metrics[f"{variant}_{key}_{set_name}"] = rows[variant][key]
+        if "reconstruction_token_accuracy" in rows:
+            metrics[f"reconstruction_token_accuracy_{set_name}"] = rows["reconstruction_token_accuracy"]
+    metrics["classifier_ceiling"] = evaluation.get("ceiling")
+    metrics["probe"] = evaluation.get("probe")
+    return metrics
 
 
 def main() -> None:

@@ -1,0 +1,109 @@
+"""The critic's pick on the same candidates: restyle held-out phrases into every other style with one model
+(its own critic guiding, as shipped), keep all `candidates` of each pair, and score the pick under each
+critic file given (the critic's p(target) + chroma to the source, as Restyler.restyle picks), against the
+independent classifier's verdict. Also: the share of pairs with any candidate the classifier calls the
+target (what a perfect pick would give), one sample's accuracy, and the correlation of each critic's
+p(target) with the verdict across candidates.
+
+    python scripts/experiment_critic_pick.py models/restyle.pt runs/restyle-critic/restyle.pt \\
+        [--per-style 8] [--candidates 8] [--as-played] [--json out.json]
+
+The first file writes the candidates; every file's critic scores them (only the critic is read of the others).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+import warnings
+
+import numpy as np
+import torch
+
+from engine.corpus.phrases import style_corpus
+from engine.model.modelfile import load_model
+from engine.model.restyler import Restyler, RestyleSettings
+from engine.model.sampler import SamplingConfig
+from engine.model.session import ModelSession
+from engine.music.melody import Melody, encode_melody
+from engine.music.similarity import chroma_similarity
+from engine.music.styles import STYLE_NAMES
+from engine.music.vocab import DEFAULT_VOCAB
+from engine.train.evaluate_restyle import _phrases
+from engine.train.humanize import play_melody
+from engine.train.style_classifier import load_classifier
+
+
+def critic_probs(module, melodies: list[Melody], max_len: int) -> np.ndarray:
+    """(N, S) the critic's style probabilities for each melody."""
+    with torch.inference_mode():
+        return np.stack([torch.softmax(module.critic_logits(torch.tensor([encode_melody(m)[:max_len]])).float(), -1)
+                         .numpy() for m in melodies])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("models", nargs="+")
+    p.add_argument("--per-style", type=int, default=8)
+    p.add_argument("--candidates", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--as-played", action="store_true", help="the sources as a person plays them (the eval's)")
+    p.add_argument("--json", default=None)
+    a = p.parse_args()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    t0 = time.monotonic()
+    corpus = style_corpus(0)
+    judge = load_classifier()
+    loaded = [load_model(m, DEFAULT_VOCAB) for m in a.models]
+    restyler = Restyler(ModelSession(loaded[0], device="cpu", threads=1), DEFAULT_VOCAB)
+    max_len = int(loaded[0].card["restyle"]["max_len"])
+    phrases = _phrases(corpus, a.per_style, a.seed)
+    rng = np.random.default_rng(a.seed + 1)  # as the eval plays them
+    played = {id(ph): play_melody(ph.melody, rng) for ph in phrases}
+    k = len(STYLE_NAMES)
+    heard, outs, sources, given, targets, pair_of = [], [], [], [], [], []
+    for i, ph in enumerate(phrases):
+        source = played[id(ph)] if a.as_played else ph.melody
+        for t in range(k):
+            if t == ph.style:
+                continue
+            settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, sampling=SamplingConfig(0.8, 0, 0.95, None))
+            for c in range(a.candidates):
+                decode = restyler.begin(source, settings, seed=a.seed * 1000 + i * 10 + t + c)
+                decode.run()
+                out = decode.result()
+                outs.append(out)
+                heard.append(Melody(out.notes, decode.meter, decode.bars))
+                sources.append(ph.melody)
+                given.append(source)
+                targets.append(t)
+                pair_of.append((i, t))
+    verdict = judge.predict(outs) == np.asarray(targets)  # (N,)
+    chroma = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(sources, outs)])  # the eval's
+    chroma_given = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(given, outs)])  # the pick's
+    pairs = sorted(set(pair_of))
+    index = {pr: [j for j, q in enumerate(pair_of) if q == pr] for pr in pairs}
+    report = {"models": a.models, "as_played": a.as_played, "pairs": len(pairs), "candidates": a.candidates,
+              "one_sample": round(float(np.mean([verdict[index[pr][0]] for pr in pairs])), 4),
+              "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),
+              "mean_candidate": round(float(verdict.mean()), 4), "critics": {}}
+    for path, model in zip(a.models, loaded):
+        probs = critic_probs(model.module, heard, max_len)
+        p_target = probs[np.arange(len(targets)), targets]
+        row = {"correlation_with_verdict": round(float(np.corrcoef(p_target, verdict.astype(float))[0, 1]), 4),
+               "critic_calls_target": round(float((probs.argmax(1) == np.asarray(targets)).mean()), 4)}
+        for lam in (0.0, 0.5, 1.0, 2.0):
+            picks = [index[pr][int(np.argmax(p_target[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
+            row[f"pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
+                                          "chroma": round(float(chroma[picks].mean()), 4)}
+        report["critics"][path] = row
+    report["wall_s"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(report, indent=1))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""The restyle critic retrained alone: phrases barred at random keep their notes and length; a tiny run on
+real phrases of the small cache rewrites the shipped model with only the critic's weights changed, and the
+runtime restyles with the file it writes, which ships with its evaluation's numbers."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.music.melody import Melody
+from engine.music.tokens import Meter
+from engine.train.train_critic import PRESETS, rebarred_at_random, ship, train_critic
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = REPO / "models" / "restyle.pt"
+
+
+def test_a_phrase_barred_at_random_keeps_its_notes_and_length():
+    rng = np.random.default_rng(0)
+    notes = np.array([[0, 24, 60, 80], [24, 72, 62, 80], [72, 96, 64, 80], [96, 192, 65, 80]], dtype=np.int32)
+    seen = set()
+    for meter, bars in ((Meter(4, 4), 2), (Meter(2, 4), 4), (Meter(6, 8), 2), (Meter(3, 4), 3)):
+        m = Melody(notes, meter, bars)
+        for _ in range(40):
+            r = rebarred_at_random(m, rng, 1.0)
+            assert r.length_ticks() == m.length_ticks() and np.array_equal(r.notes, m.notes)
+            assert r.bar_ticks() * r.bars == m.bar_ticks() * m.bars
+            seen.add((meter, r.meter))
+    assert len(seen) >= 10  # split and joined, every way
+    m = Melody(notes, Meter(4, 4), 2)
+    assert all(rebarred_at_random(m, rng, 0.0) is m for _ in range(20))
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="no restyle model (sideman train --config restyle)")
+def test_a_tiny_critic_run_changes_only_the_critic_and_the_runtime_restyles_with_it(tmp_path):
+    from engine.model.modelfile import load_model
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+
+    out = tmp_path / "restyle.pt"
+    summary = train_critic(PRESETS["tiny-restyle-critic"], out=out)
+    assert set(summary["test_accuracy_after"]) == {"clean", "played", "rebarred"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        before, after = torch.jit.load(str(MODEL)).state_dict(), torch.jit.load(str(out)).state_dict()
+    assert set(before) == set(after)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all(k.startswith("critic.") for k in changed)
+    card = json.loads(out.with_name("restyle.card.json").read_text())
+    assert card["task"] == "RESTYLE" and card["critic"]["config"]["steps"] == 6
+    restyler = Restyler(ModelSession(load_model(out), device="cpu", threads=1))
+    notes = np.array([[0, 24, 62, 80], [24, 48, 64, 80], [48, 96, 66, 80], [96, 192, 67, 80]], dtype=np.int32)
+    result = restyler.restyle(Melody(notes, Meter(4, 4), 2), RestyleSettings(style="chorale"), seed=0)
+    assert len(result.notes) and result.meter == Meter(4, 4)
+    # shipped with its evaluation: the weights as trained, the card's metrics from the eval (the probe kept)
+    evaluation = {"clean": {"model_critic": {"target_accuracy": 0.5, "chroma": 0.6, "onsets": 0.4}},
+                  "ceiling": {"clean": 0.79}}
+    shipped = ship(out, evaluation, out=tmp_path / "shipped.pt")
+    card = json.loads(shipped.with_name("shipped.card.json").read_text())
+    assert card["metrics"]["model_critic_target_accuracy_clean"] == 0.5 and card["metrics"]["probe"]
+    assert card["critic"]["config"]["steps"] == 6
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        again = torch.jit.load(str(shipped)).state_dict()
+    assert all(torch.equal(after[k], again[k]) for k in after)
+
+
+def test_every_critic_preset_is_reachable_from_sideman_train_and_overrides_are_checked():
+    from engine.commands.train import CRITIC_CONFIGS
+    from engine.errors import ModelError
+    from engine.train.train_critic import load_critic_config
+
+    assert set(CRITIC_CONFIGS) == set(PRESETS)
+    cfg = load_critic_config("restyle-critic", {"steps": "10", "threads": "1"})
+    assert cfg.steps == 10 and cfg.threads == 1 and cfg.model == "models/restyle.pt"
+    with pytest.raises(ModelError, match="unknown critic setting 'stpes'"):
+        load_critic_config("restyle-critic", {"stpes": "10"})
