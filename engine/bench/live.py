@@ -73,6 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the cycle instead of losing it (for starved machines; default: asynchronous)")
     parser.add_argument("--heard", default=None, metavar="MID",
                         help="--mode accompany: also write what the listener heard (melody and voices) to this MIDI file")
+    parser.add_argument("--commit-ms", type=float, default=None, metavar="MS",
+                        help="--mode accompany: the commit window (default: the chorale preset's)")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -417,7 +419,7 @@ def _parse(args) -> argparse.Namespace:
         return parser.parse_args(list(args) if args is not None else None)
     defaults = argparse.Namespace(mode="call_response", json=False, minutes=10.0, speed=3.0, model=None, seed=1,
                                   threads=1, prepare=True, realtime_priority=DEFAULT_REALTIME_PRIORITY, jack_sync=False,
-                                  heard=None)
+                                  heard=None, commit_ms=None)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -438,7 +440,7 @@ def main(args=None) -> int:
 
             result = live_accompany.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads,
                                               ns.realtime_priority, jack_log if jack is not None else None,
-                                              ns.heard)
+                                              ns.heard, ns.commit_ms)
         elif ns.mode == "restyle":
             from engine.bench import live_restyle
 

@@ -203,10 +203,13 @@ def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_
     return out
 
 
-def bench_preset(bpm: float):
+def bench_preset(bpm: float, commit_ms: float | None = None):
+    """The chorale preset on a private JACK port pair at `bpm` (and with `commit_ms` when given)."""
     from engine.presets import PRESET_DIR, load_preset
 
     base = load_preset(PRESET_DIR / "chorale.toml")
+    if commit_ms is not None:
+        base = replace(base, accompany=replace(base.accompany, commit_ms=float(commit_ms)))
     tag = uuid.uuid4().hex[:6]
     return replace(base, name="bench-live-accompany",
                    ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
@@ -233,7 +236,8 @@ def write_heard(path: str, timed: list, bpm: float) -> None:
 
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
-              realtime_priority: int | None = None, jack_log: str | None = None, heard: str | None = None) -> dict:
+              realtime_priority: int | None = None, jack_log: str | None = None, heard: str | None = None,
+              commit_ms: float | None = None) -> dict:
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
     from engine.music.harmony import consonance
 
@@ -243,7 +247,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     n = max(1, int(round(minutes * BASE_BPM / 4 / (MELODY_BARS + REST_BARS))))
     tunes = melodies(n, seed)
     model_path = str(resolve_model_path(model or "models/accompaniment.pt"))
-    preset = bench_preset(bpm)
+    preset = bench_preset(bpm, commit_ms)
     daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads,
                                           realtime_priority=realtime_priority))
     daemon.start()

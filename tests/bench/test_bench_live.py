@@ -79,3 +79,19 @@ def test_a_short_restyle_jam_loses_nothing_and_leaves_no_note_hanging(jack_serve
     if result["output_lost_in_jack"] == 0:
         assert result["hanging_notes_received"] == 0 and result["hanging_notes_after_shutdown"] == 0
     assert result["answers"] >= 1 and result["response_ready_ms_n"] >= 1 and result["encode_ms_n"] >= 1
+
+
+ACCOMPANIMENT_MODEL = Path(__file__).resolve().parents[2] / "models" / "accompaniment.pt"
+
+
+@pytest.mark.jack
+@pytest.mark.skipif(not ACCOMPANIMENT_MODEL.exists(), reason="no accompaniment model")
+def test_a_short_accompaniment_bench_commits_inside_the_window_it_is_given_and_loses_nothing(jack_server, capsys):
+    assert main(["--mode", "accompany", "--json", "--minutes", "0.4", "--speed", "2", "--commit-ms", "30"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["mode"] == "accompany" and result["commit_ms"] == 30.0 and result["bpm"] == 180.0
+    assert result["player_messages"] > 0 and result["lost_messages"] == 0
+    assert result["hanging_notes"] == 0 and result["committed_notes"] > 0
+    # every note was fixed at most the window before it sounds (a note due at once is committed at once)
+    assert result["commit_lead_ms_max"] <= 30.0 + 1.0
+    assert 0.0 <= result["cr_live"] <= 1.0 and 0.0 <= result["cr_offline_window"] <= 1.0
