@@ -9,6 +9,8 @@ p(target) with the verdict across candidates.
         [--per-style 8] [--candidates 8] [--as-played] [--json out.json]
 
 The first file writes the candidates; every file's critic scores them (only the critic is read of the others).
+Candidate c of a pair samples with the pair's eval seed + c, as `Restyler.restyle` drew them when the JSON in
+docs/critic-pick/ was made (it now draws seed * candidates + c: other candidates, the same kind of pick).
 """
 
 from __future__ import annotations
