@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.export import export_model
 from engine.train.humanize import play_melody
 from engine.train.restyle_model import RestyleLM
-from engine.train.train_restyle import RestyleTrainConfig, eval_metrics, pad_batch
+from engine.train.train_restyle import RestyleTrainConfig, eval_metrics, pad_batch, with_overrides
 
 log = logging.getLogger("sideman.train.critic")
 REPO = Path(__file__).resolve().parents[2]
@@ -97,8 +97,7 @@ def load_restyle_model(path: Path) -> tuple[RestyleLM, dict]:
     card = json.loads(files["card.json"] or "{}")
     if card.get("task") != "RESTYLE":
         raise ModelError(f"{path}: a {card.get('task', 'CONTINUE')} model; the critic belongs to a RESTYLE model")
-    raw = card["training"]["config"]
-    cfg = RestyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+    cfg = RestyleTrainConfig.from_dict(card["training"]["config"])
     model = RestyleLM(cfg.model_config(), cfg.restyle_config(), DEFAULT_VOCAB.pad)
     model.load_state_dict({k: v for k, v in scripted.state_dict().items() if k in model.state_dict()})
     model.eval()
@@ -184,14 +183,7 @@ def ship(path: Path, evaluation: dict | None = None, out: Path | None = None) ->
 
 
 def load_critic_config(name: str, overrides: dict | None = None) -> CriticConfig:
-    cfg = PRESETS[name]
-    fields = asdict(cfg)
-    for key, value in (overrides or {}).items():
-        if key not in fields:
-            raise ModelError(f"unknown critic setting {key!r}; choose one of {', '.join(fields)}")
-        kind = type(fields[key])
-        cfg = replace(cfg, **{key: value if kind is str else kind(value)})
-    return cfg
+    return with_overrides(PRESETS[name], overrides, "critic setting", ModelError)
 
 
 def main() -> None:

@@ -125,6 +125,11 @@ class RestyleTrainConfig:
     out_dir: str = "runs"
     data_limit: int = 0  # pieces per style (tiny runs)
 
+    @classmethod
+    def from_dict(cls, raw: dict) -> "RestyleTrainConfig":
+        """From a card's or checkpoint's JSON (lists back to tuples)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+
     def model_config(self) -> ModelConfig:
         return ModelConfig(vocab_size=DEFAULT_VOCAB.size, d_model=self.d_model, n_layers=self.n_layers,
                            n_heads=self.n_heads, n_kv_heads=self.n_kv_heads, d_ff=self.d_ff, window=self.window,
@@ -164,12 +169,16 @@ PRESETS: dict[str, RestyleTrainConfig] = {
 def load_restyle_config(name: str, overrides: dict | None = None) -> RestyleTrainConfig:
     if name not in PRESETS:
         raise SidemanError(f"no restyle training config {name!r}; choose one of {', '.join(PRESETS)}")
-    cfg = PRESETS[name]
-    known = {f.name: f for f in fields(RestyleTrainConfig)}
+    return with_overrides(PRESETS[name], overrides, "restyle training field")
+
+
+def with_overrides(cfg, overrides: dict | None, what: str, error: type[SidemanError] = SidemanError):
+    """A frozen config dataclass with `--set KEY=VALUE` strings applied (bools, int tuples "a,b", numbers)."""
+    known = {f.name for f in fields(cfg)}
     values = {}
     for key, value in (overrides or {}).items():
         if key not in known:
-            raise SidemanError(f"unknown restyle training field {key!r}; known: {', '.join(sorted(known))}")
+            raise error(f"unknown {what} {key!r}; known: {', '.join(sorted(known))}")
         current = getattr(cfg, key)
         if isinstance(current, bool):
             values[key] = str(value).lower() in ("1", "true", "yes")
@@ -396,7 +405,7 @@ def export_run(cfg: RestyleTrainConfig, out: Path, state: dict, path: Path | Non
 
 
 __all__ = ["PRESETS", "RestyleTrainConfig", "eval_metrics", "export_run", "load_best", "load_restyle_config",
-           "ship", "train_restyle"]
+           "ship", "train_restyle", "with_overrides"]
 
 
 MODELS = REPO / "models"
@@ -405,7 +414,7 @@ MODELS = REPO / "models"
 def ship(run_dir: Path, evaluation: dict | None = None, name: str = "restyle") -> Path:
     """The run's best weights as models/NAME.pt, with the run's training facts and the evaluation's numbers."""
     ck = torch.load(Path(run_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = RestyleTrainConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in ck["config"].items()})
+    cfg = RestyleTrainConfig.from_dict(ck["config"])
     path = MODELS / f"{name}.pt"
     export_run(replace(cfg, name=name), Path(run_dir), ck["state"], path=path,
                metrics=eval_metrics(evaluation) if evaluation is not None else {})
