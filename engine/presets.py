@@ -128,7 +128,9 @@ class Accompany:
 
     voices: tuple[int, ...] = (1, 2, 3)  # roles that play (1 alto, 2 tenor, 3 bass)
     channels: tuple[int, int, int] = (2, 3, 4)  # 1-based MIDI channel of alto, tenor, bass
-    commit_ms: float = 50.0  # the fixed window in front of the clock
+    commit_ms: float = 50.0  # the window in front of the clock: fixed, or the longest the adaptive one may be
+    adaptive_commit: bool = True  # the window follows the model thread's measured lag (engine.live.commit_window)
+    commit_min_ms: float = 15.0  # the adaptive window's shortest
     lookahead_beats: float = 2.0  # how far ahead the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # lowest, highest pitch per voice
@@ -205,7 +207,10 @@ class Preset:
         key = str(self.constraints.key) if self.constraints.key else "any key"
         if self.mode == "accompany":
             voices = "+".join(VOICE_NAMES[r - 1] for r in self.accompany.voices)
-            return (f"accompany, {clock} {meter}, {voices}, commit {self.accompany.commit_ms:g} ms, "
+            a = self.accompany
+            commit = (f"commit {a.commit_min_ms:g}-{a.commit_ms:g} ms (adaptive)"
+                      if a.adaptive_commit and a.commit_ms > a.commit_min_ms else f"commit {a.commit_ms:g} ms")
+            return (f"accompany, {clock} {meter}, {voices}, {commit}, "
                     f"lookahead {self.accompany.lookahead_beats:g} beats, {key}")
         if self.mode == "restyle":
             r = self.restyle
@@ -433,7 +438,8 @@ def _monitor(ctx: _Ctx, raw: dict) -> Monitor:
 
 
 def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
-    d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "lookahead_beats", "rest_after_beats",
+    d = ctx.table(raw, "accompany", ("voices", "channels", "commit_ms", "adaptive_commit", "commit_min_ms",
+                                     "lookahead_beats", "rest_after_beats",
                                      "predict_player", "consonance_guard", "voice_leading", "consonance_repair")
                   + tuple(f"{v}_range" for v in VOICE_NAMES))
     names = d.get("voices", list(VOICE_NAMES))
@@ -459,6 +465,8 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
         voices=tuple(sorted(VOICE_NAMES.index(n) + 1 for n in names)),
         channels=channels,
         commit_ms=ctx.number(d.get("commit_ms", Accompany.commit_ms), "accompany.commit_ms", 0, 500),
+        adaptive_commit=ctx.boolean(d.get("adaptive_commit", Accompany.adaptive_commit), "accompany.adaptive_commit"),
+        commit_min_ms=ctx.number(d.get("commit_min_ms", Accompany.commit_min_ms), "accompany.commit_min_ms", 5, 500),
         lookahead_beats=ctx.number(d.get("lookahead_beats", Accompany.lookahead_beats), "accompany.lookahead_beats",
                                    0.25, 8),
         rest_after_beats=ctx.number(d.get("rest_after_beats", Accompany.rest_after_beats),
@@ -604,6 +612,8 @@ def to_dict(preset: Preset) -> dict:
                                  **dict(zip(VOICE_NAMES, preset.monitor.voice_programs))}},
         "accompany": {"voices": [VOICE_NAMES[r - 1] for r in preset.accompany.voices],
                       "channels": list(preset.accompany.channels), "commit_ms": preset.accompany.commit_ms,
+                      "adaptive_commit": preset.accompany.adaptive_commit,
+                      "commit_min_ms": preset.accompany.commit_min_ms,
                       "lookahead_beats": preset.accompany.lookahead_beats,
                       "rest_after_beats": preset.accompany.rest_after_beats,
                       "predict_player": preset.accompany.predict_player,

@@ -51,6 +51,8 @@ def main() -> None:
     p.add_argument("--candidates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--as-played", action="store_true", help="the sources as a person plays them (the eval's)")
+    p.add_argument("--tta", default="", help="also pick with the critic averaged over these transpositions, e.g. -2,-1,0,1,2")
+    p.add_argument("--dump", default=None, help="also save each candidate's pair, critic p(target), chroma and verdict (.npz)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -99,7 +101,21 @@ def main() -> None:
             picks = [index[pr][int(np.argmax(p_target[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
             row[f"pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
                                           "chroma": round(float(chroma[picks].mean()), 4)}
+        if a.tta:
+            shifts = [int(x) for x in a.tta.split(",")]
+            tta = np.mean([critic_probs(model.module, [m.transposed(k) for m in heard], max_len) for k in shifts], 0)
+            p_tta = tta[np.arange(len(targets)), targets]
+            row["tta_correlation_with_verdict"] = round(float(np.corrcoef(p_tta, verdict.astype(float))[0, 1]), 4)
+            for lam in (0.0, 0.5, 1.0, 2.0):
+                picks = [index[pr][int(np.argmax(p_tta[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
+                row[f"tta_pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
+                                                  "chroma": round(float(chroma[picks].mean()), 4)}
         report["critics"][path] = row
+        if a.dump and path == a.models[0]:
+            np.savez(a.dump, pair=np.asarray([pairs.index(pr) for pr in pair_of]), p_target=p_target,
+                     chroma=chroma, chroma_given=chroma_given, verdict=verdict, target=np.asarray(targets),
+                     notes=np.asarray([len(o.notes) for o in outs]),
+                     source_notes=np.asarray([len(s.notes) for s in given]))
     report["wall_s"] = round(time.monotonic() - t0, 1)
     print(json.dumps(report, indent=1))
     if a.json:

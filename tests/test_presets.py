@@ -60,6 +60,8 @@ BAD = [
     ("[accompany]\nchannels = [2, 3]", "accompany.channels", "alto, tenor and bass"),
     ("[accompany]\nchannels = [2, 3, 17]", "accompany.channels[2]", "1..16"),
     ("[accompany]\ncommit_ms = -5", "accompany.commit_ms", "[0, 500]"),
+    ("[accompany]\ncommit_min_ms = 2", "accompany.commit_min_ms", "[5, 500]"),
+    ('[accompany]\nadaptive_commit = "yes"', "accompany.adaptive_commit", "true or false"),
     ("[accompany]\nlookahead_beats = 0", "accompany.lookahead_beats", "[0.25, 8]"),
     ("[accompany]\nbass_range = [40, 42]", "accompany.bass_range", "highest >= lowest + 5"),
     ("[accompany]\ntenor_range = 50", "accompany.tenor_range", "[lowest, highest]"),
@@ -203,8 +205,13 @@ def test_the_accompany_table_reads_voices_channels_window_and_ranges(tmp_path):
                                     'channels = [5, 6, 7]\ncommit_ms = 30\nbass_range = [30, 55]'))
     a = p.accompany
     assert a.voices == (1, 3) and a.channels == (5, 6, 7) and a.commit_ms == 30.0 and a.ranges[2] == (30, 55)
-    assert "alto+bass" in p.summary() and "commit 30 ms" in p.summary()
+    assert "alto+bass" in p.summary() and "commit 15-30 ms (adaptive)" in p.summary()
     assert a.consonance_repair is True  # on unless the preset says otherwise
+    assert a.adaptive_commit is True and a.commit_min_ms == 15.0
+    fixed = load_preset(write(tmp_path, 'mode = "accompany"\n[accompany]\ncommit_ms = 30\nadaptive_commit = false\n'
+                                        'commit_min_ms = 20'))
+    assert fixed.accompany.adaptive_commit is False and fixed.accompany.commit_min_ms == 20.0
+    assert "commit 30 ms," in fixed.summary()
     off = load_preset(write(tmp_path, 'mode = "accompany"\n[accompany]\nconsonance_repair = false'))
     assert off.accompany.consonance_repair is False
 

@@ -74,7 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--heard", default=None, metavar="MID",
                         help="--mode accompany: also write what the listener heard (melody and voices) to this MIDI file")
     parser.add_argument("--commit-ms", type=float, default=None, metavar="MS",
-                        help="--mode accompany: the commit window (default: the chorale preset's)")
+                        help="--mode accompany: the commit window, the longest when adaptive (default: the chorale "
+                             "preset's)")
+    parser.add_argument("--fixed-commit", action="store_true",
+                        help="--mode accompany: a fixed commit window (commit_ms), not the adaptive one")
+    parser.add_argument("--offline-seeds", type=int, default=3, metavar="N",
+                        help="--mode accompany: the offline bound is the mean over N sampling seeds (default 3)")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -419,7 +424,7 @@ def _parse(args) -> argparse.Namespace:
         return parser.parse_args(list(args) if args is not None else None)
     defaults = argparse.Namespace(mode="call_response", json=False, minutes=10.0, speed=3.0, model=None, seed=1,
                                   threads=1, prepare=True, realtime_priority=DEFAULT_REALTIME_PRIORITY, jack_sync=False,
-                                  heard=None, commit_ms=None)
+                                  heard=None, commit_ms=None, fixed_commit=False, offline_seeds=3)
     for key, value in vars(defaults).items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
@@ -440,7 +445,7 @@ def main(args=None) -> int:
 
             result = live_accompany.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads,
                                               ns.realtime_priority, jack_log if jack is not None else None,
-                                              ns.heard, ns.commit_ms)
+                                              ns.heard, ns.commit_ms, ns.fixed_commit, ns.offline_seeds)
         elif ns.mode == "restyle":
             from engine.bench import live_restyle
 

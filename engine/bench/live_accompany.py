@@ -8,13 +8,16 @@ in this process on a private JACK server (dummy backend, 48 kHz, 128 frames), pr
 Numbers:
 - revision_ms: a player message reaching the daemon -> the revised plan reaches past the commit window (so
   whatever the scheduler gets next is decided with the message known); the rest of the plan follows in the
-  background;
+  background. Split into waiting for the model thread and its work; revision_cpu_ms is the model thread's
+  CPU time in that work (time.thread_time), so work minus CPU is time spent waiting for a core or the GIL;
 - commit_lead_ms: how long before it sounds each sideman note-on was committed (handed to the scheduler);
+- commit_window_ms: the commit window at each commit (adaptive by default: engine.live.commit_window);
 - in_time_share: the share of committed note-ons that were due after they were committed;
 - timing_error_ms: arrival at the listener minus due, for every message the scheduler sent;
 - lost_messages, hanging_notes: as `sideman bench live`;
 - cr/ur live: consonance of what arrived at the listener against the melody as played, beside the same
-  melodies accompanied offline (`sideman accompany`'s planner, commit window 0): the offline upper bound.
+  melodies accompanied offline (`sideman accompany`'s planner, commit window 0): the offline upper bound,
+  the mean over `offline_seeds` sampling seeds (one seed's bound moves by about 0.01).
 """
 
 from __future__ import annotations
@@ -166,10 +169,11 @@ def offline_consonance(session, melodies_ticks, spt: float, seed: int, commit_ti
 
 
 def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_ticks: float,
-                        seed: int, seconds_per_tick: float) -> list[float]:
+                        seed: int, seconds_per_tick: float) -> tuple[list[float], list[float]]:
     """The machine's own reference for a revision's work: the same revisions as the live mode's (the plan
     `lookahead_ticks` ahead, the window committed, then the player's event cut in and the plan made again
-    past the window), timed in this process with nothing running beside it (ms)."""
+    past the window), timed in this process with nothing running beside it (ms); and the CPU time of each
+    plan token (sample and decode, time.thread_time, ms)."""
 
     from engine.model.accompanist import Accompanist, expire_after_ticks, voice_constraints
     from engine.model.sampler import Sampler, SamplingConfig
@@ -177,7 +181,7 @@ def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_
     from engine.music.tokens import Meter
     from engine.music.vocab import DEFAULT_VOCAB as V
 
-    out = []
+    out, steps = [], []
     for k, (_, msgs) in enumerate(melodies_ticks):
         planner = Accompanist(session, V, Sampler(SamplingConfig(0.9, 0, 0.95, seed + k)), Meter(),
                               constraints=voice_constraints((1, 2, 3), VOICE_RANGES), predict_player=True)
@@ -189,7 +193,9 @@ def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_
             for _ in range(512):
                 if not planner.generating() or planner.position >= t + lookahead_ticks:
                     break
+                c0 = time.thread_time()
                 planner.step()
+                steps.append((time.thread_time() - c0) * 1000.0)
             planner.commit(commit)
             t0 = time.perf_counter()
             planner.player(t, tuple(data))
@@ -200,16 +206,19 @@ def offline_revision_ms(session, melodies_ticks, window_ticks: float, lookahead_
                 planner.step()
             if planner.generating():
                 out.append((time.perf_counter() - t0) * 1000.0)
-    return out
+    return out, steps
 
 
-def bench_preset(bpm: float, commit_ms: float | None = None):
-    """The chorale preset on a private JACK port pair at `bpm` (and with `commit_ms` when given)."""
+def bench_preset(bpm: float, commit_ms: float | None = None, fixed_commit: bool = False):
+    """The chorale preset on a private JACK port pair at `bpm` (and with `commit_ms` when given; a fixed
+    window with `fixed_commit`)."""
     from engine.presets import PRESET_DIR, load_preset
 
     base = load_preset(PRESET_DIR / "chorale.toml")
     if commit_ms is not None:
         base = replace(base, accompany=replace(base.accompany, commit_ms=float(commit_ms)))
+    if fixed_commit:
+        base = replace(base, accompany=replace(base.accompany, adaptive_commit=False))
     tag = uuid.uuid4().hex[:6]
     return replace(base, name="bench-live-accompany",
                    ports=replace(base.ports, api="jack", input=f"sideman in {tag}", output=f"sideman out {tag}"),
@@ -237,7 +246,7 @@ def write_heard(path: str, timed: list, bpm: float) -> None:
 
 def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, threads: int = 1,
               realtime_priority: int | None = None, jack_log: str | None = None, heard: str | None = None,
-              commit_ms: float | None = None) -> dict:
+              commit_ms: float | None = None, fixed_commit: bool = False, offline_seeds: int = 3) -> dict:
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
     from engine.music.harmony import consonance
 
@@ -247,7 +256,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     n = max(1, int(round(minutes * BASE_BPM / 4 / (MELODY_BARS + REST_BARS))))
     tunes = melodies(n, seed)
     model_path = str(resolve_model_path(model or "models/accompaniment.pt"))
-    preset = bench_preset(bpm, commit_ms)
+    preset = bench_preset(bpm, commit_ms, fixed_commit)
     daemon = Daemon(preset, DaemonOptions(model=model_path, status_every=0, threads=threads,
                                           realtime_priority=realtime_priority))
     daemon.start()
@@ -299,21 +308,32 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
     # offline, per melody, on the ticks the player meant (the same human timing)
     session = offline_session(model_path)
-    off_cr, off_ur = offline_consonance(session, placed, spt, seed)
-    window_ticks = preset.accompany.commit_ms / 1000.0 / spt
-    win_cr, win_ur = offline_consonance(session, placed, spt, seed, math.ceil(window_ticks))
-    reference_ms = offline_revision_ms(session, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
+    seeds = [seed + 1000 * k for k in range(max(1, offline_seeds))]
+    bounds = [offline_consonance(session, placed, spt, s) for s in seeds]
+    off_cr, off_ur = float(np.mean([b[0] for b in bounds])), float(np.mean([b[1] for b in bounds]))
+    # the window the live plan used, as the commits saw it (the adaptive one moves): its median
+    window_ms = float(np.median(stats.commit_window_ms)) if stats.commit_window_ms else preset.accompany.commit_ms
+    window_ticks = window_ms / 1000.0 / spt
+    windowed = [offline_consonance(session, placed, spt, s, math.ceil(window_ticks)) for s in seeds]
+    win_cr, win_ur = float(np.mean([b[0] for b in windowed])), float(np.mean([b[1] for b in windowed]))
+    reference_ms, reference_step_ms = offline_revision_ms(session, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
                                        spt)
     committed = stats.committed_notes
     return {
         "mode": "accompany",
         "jack": "dummy 48000 Hz, 128 frames",
         "bpm": bpm, "melodies": n, "melody_bars": MELODY_BARS, "wall_s": round(wall, 1),
-        "commit_ms": preset.accompany.commit_ms, "lookahead_beats": preset.accompany.lookahead_beats,
+        "commit_ms": preset.accompany.commit_ms, "adaptive_commit": preset.accompany.adaptive_commit,
+        "commit_min_ms": preset.accompany.commit_min_ms, "lookahead_beats": preset.accompany.lookahead_beats,
+        **_stats(stats.commit_window_ms, "commit_window_ms"),
+        "commit_window_min_ms": round(min(stats.commit_window_ms), 2) if stats.commit_window_ms else None,
+        "commit_lead_min_ms": round(min(stats.commit_lead_ms), 2) if stats.commit_lead_ms else None,
         **_stats(stats.revision_ms, "revision_ms"),
         **_stats(stats.revision_wait_ms, "revision_wait_ms"),
         **_stats(stats.revision_work_ms, "revision_work_ms"),
+        **_stats(stats.revision_cpu_ms, "revision_cpu_ms"),
         **_stats(reference_ms, "revision_offline_ms"),
+        **_stats(reference_step_ms, "token_step_offline_cpu_ms"),
         **_stats(stats.commit_lead_ms, "commit_lead_ms"),
         **_stats(stats.step_ms, "token_step_ms"),
         "committed_notes": committed, "late_notes": stats.late_notes,
@@ -327,10 +347,13 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "dropped": status["dropped"], "late": status["late"], "revisions": stats.revisions,
         "expired_predictions": part.planner.stats.expired_predictions,
         "cr_live": round(live_cr, 4), "ur_live": round(live_ur, 4),
-        "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4),
+        "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4), "offline_seeds": seeds,
+        "cr_offline_per_seed": [round(b[0], 4) for b in bounds],
         "cr_gap": round(off_cr - live_cr, 4),
         # the same offline planner with the live commit window (in whole ticks): the window's own cost
         "cr_offline_window": round(win_cr, 4), "ur_offline_window": round(win_ur, 4),
+        "offline_window_ticks": math.ceil(window_ticks),
+        "cr_offline_window_per_seed": [round(b[0], 4) for b in windowed],
         "model": model_path, "torch_threads": threads, "load_average": round(os.getloadavg()[0], 2),
         "cpu_count": os.cpu_count(),
     }
@@ -339,21 +362,30 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
 def report(r: dict) -> str:
     return "\n".join([
         f"sideman bench live --mode accompany: {r['melodies']} melodies of {r['melody_bars']} bars as played, "
-        f"{r['bpm']:g} BPM, in {r['wall_s']} s; commit window {r['commit_ms']:g} ms, lookahead {r['lookahead_beats']:g} beats",
+        f"{r['bpm']:g} BPM, in {r['wall_s']} s; commit window "
+        + (f"adaptive {r['commit_min_ms']:g}-{r['commit_ms']:g} ms" if r['adaptive_commit'] else f"{r['commit_ms']:g} ms")
+        + f", lookahead {r['lookahead_beats']:g} beats",
+        f"  the commit window at each commit: p50 {r['commit_window_ms_p50']} ms, min {r['commit_window_min_ms']} ms, "
+        f"max {r['commit_window_ms_max']} ms",
         f"  player event -> revised plan past the commit window: p50 {r['revision_ms_p50']} ms, p99 {r['revision_ms_p99']} ms "
         f"(n {r['revision_ms_n']}); of which waiting for the model thread p50 {r['revision_wait_ms_p50']} ms, "
         f"p99 {r['revision_wait_ms_p99']} ms, its work p50 {r['revision_work_ms_p50']} ms, p99 {r['revision_work_ms_p99']} ms",
+        f"  ... the thread's CPU time in that work: p50 {r['revision_cpu_ms_p50']} ms, p99 {r['revision_cpu_ms_p99']} ms "
+        f"(the rest of the work's wall time it waited for a core or the GIL)",
         f"  the same revisions in one process, nothing beside them (this machine's reference): "
         f"p50 {r['revision_offline_ms_p50']} ms, p99 {r['revision_offline_ms_p99']} ms",
-        f"  commit lead (committed -> sounds): p50 {r['commit_lead_ms_p50']} ms, p99 {r['commit_lead_ms_p99']} ms",
+        f"  commit lead (committed -> sounds): p50 {r['commit_lead_ms_p50']} ms, p99 {r['commit_lead_ms_p99']} ms, "
+        f"min {r['commit_lead_min_ms']} ms",
         f"  planned notes in time: {r['committed_notes'] - r['late_notes']} of {r['committed_notes']} "
         f"({r['in_time_share']}); scheduler dropped {r['dropped']}, late {r['late']}",
         f"  arrival - due at a JACK client: p50 {r['timing_error_ms_p50']} ms, p99 {r['timing_error_ms_p99']} ms, "
         f"max {r['timing_error_ms_max']} ms",
-        f"  decode step: p50 {r['token_step_ms_p50']} ms, p99 {r['token_step_ms_p99']} ms",
+        f"  decode step: p50 {r['token_step_ms_p50']} ms, p99 {r['token_step_ms_p99']} ms; its CPU time in one "
+        f"process, nothing beside it: p50 {r['token_step_offline_cpu_ms_p50']} ms, p99 {r['token_step_offline_cpu_ms_p99']} ms",
         f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
         f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
         f"  consonance live CR {r['cr_live']} UR {r['ur_live']} vs offline CR {r['cr_offline']} UR {r['ur_offline']} "
-        f"(gap {r['cr_gap']}); offline with the commit window CR {r['cr_offline_window']} UR {r['ur_offline_window']}",
+        f"(gap {r['cr_gap']}; the bound per seed {r['cr_offline_per_seed']}); offline with the commit window "
+        f"({r['offline_window_ticks']} ticks) CR {r['cr_offline_window']} UR {r['ur_offline_window']}",
         f"  machine: {r['cpu_count']} CPUs, load average {r['load_average']}",
     ])

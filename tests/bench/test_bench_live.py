@@ -87,11 +87,19 @@ ACCOMPANIMENT_MODEL = Path(__file__).resolve().parents[2] / "models" / "accompan
 @pytest.mark.jack
 @pytest.mark.skipif(not ACCOMPANIMENT_MODEL.exists(), reason="no accompaniment model")
 def test_a_short_accompaniment_bench_commits_inside_the_window_it_is_given_and_loses_nothing(jack_server, capsys):
-    assert main(["--mode", "accompany", "--json", "--minutes", "0.4", "--speed", "2", "--commit-ms", "30"]) == 0
+    assert main(["--mode", "accompany", "--json", "--minutes", "0.4", "--speed", "2", "--commit-ms", "30",
+                 "--offline-seeds", "1"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["mode"] == "accompany" and result["commit_ms"] == 30.0 and result["bpm"] == 180.0
     assert result["player_messages"] > 0 and result["lost_messages"] == 0
     assert result["hanging_notes"] == 0 and result["committed_notes"] > 0
-    # every note was fixed at most the window before it sounds (a note due at once is committed at once)
+    # every note was fixed at most the window before it sounds (a note due at once is committed at once); the
+    # window is the adaptive one, between its floor and the 30 ms given
+    assert result["adaptive_commit"] is True and result["commit_window_ms_n"] == result["committed_notes"]
+    assert 15.0 <= result["commit_window_min_ms"] <= result["commit_window_ms_max"] <= 30.0
     assert result["commit_lead_ms_max"] <= 30.0 + 1.0
+    # the model thread's CPU time in a revision is within its wall time; the reference's token steps were timed
+    assert result["revision_cpu_ms_n"] == result["revision_work_ms_n"] > 0
+    assert result["revision_cpu_ms_max"] <= result["revision_work_ms_max"] + 0.5
+    assert result["token_step_offline_cpu_ms_n"] > 0 and len(result["cr_offline_per_seed"]) == 1
     assert 0.0 <= result["cr_live"] <= 1.0 and 0.0 <= result["cr_offline_window"] <= 1.0

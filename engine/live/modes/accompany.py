@@ -3,11 +3,12 @@
 The mode (`Accompany`, on the conductor thread) hands every message of the player's to its model thread
 (`AccompanyPart`, a `ModelPart`), which keeps the plan (`engine.model.accompanist.Accompanist`): the
 sideman's events sampled up to `lookahead_beats` ahead of the clock. Only the events inside the commit
-window (`commit_ms` in front of the clock) are in the scheduler; they are never changed. Each player event
-rolls the uncommitted plan back in the KV cache (exact rollback), feeds the player's event and the
-committed events in stream order, and plans the rest again. New events are planned only past the commit
+window (at most `commit_ms` in front of the clock; `engine.live.commit_window`) are in the scheduler; they
+are never changed. Each player event rolls the uncommitted plan back in the KV cache (exact rollback),
+feeds the player's event and the committed events in stream order, and plans the rest again. New events are planned only past the commit
 window, so the sideman answers what the player just played one window later at the earliest: that is
-the mode's whole latency (50 ms by default), where ReaLJam commits 4 beats ahead.
+the mode's whole latency (at most 50 ms by default, as little as 15 where the machine keeps up), where
+ReaLJam commits 4 beats ahead.
 
 Each voice plays on its own MIDI channel (voice r on `channels[r - 1]`), so a DAW can give each voice a
 track. When the player stops, the sideman finishes at the next bar line and rests; the player's next note
@@ -27,6 +28,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 
+from engine.live.commit_window import FLOOR_MS, CommitWindow
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase
 from engine.model.accompanist import VOICES, Accompanist, PlannedEvent, expire_after_ticks, voice_constraints
@@ -44,7 +46,9 @@ class AccompanyConfig:
 
     voices: tuple[int, ...] = VOICES  # the sideman's roles that play: 1 alto, 2 tenor, 3 bass
     channels: tuple[int, int, int] = (1, 2, 3)  # 0-based MIDI channel of each voice (alto, tenor, bass)
-    commit_ms: float = 50.0  # the fixed window in front of the clock
+    commit_ms: float = 50.0  # the window in front of the clock: fixed, or the longest the adaptive one may be
+    adaptive_commit: bool = True  # the window follows the model thread's measured lag (engine.live.commit_window)
+    commit_min_ms: float = FLOOR_MS  # ... and is never shorter than this
     lookahead_beats: float = 2.0  # how far ahead of the clock the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # each voice's lowest, highest pitch
@@ -60,6 +64,7 @@ class AccompanyConfig:
     def from_preset(cls, preset) -> "AccompanyConfig":
         a = preset.accompany
         return cls(voices=a.voices, channels=tuple(c - 1 for c in a.channels), commit_ms=a.commit_ms,
+                   adaptive_commit=a.adaptive_commit, commit_min_ms=a.commit_min_ms,
                    lookahead_beats=a.lookahead_beats, rest_after_beats=a.rest_after_beats, ranges=a.ranges,
                    predict_player=a.predict_player, consonance_guard=a.consonance_guard,
                    voice_leading=a.voice_leading, consonance_repair=a.consonance_repair)
@@ -95,8 +100,12 @@ class AccompanyStats(PartStats):
     # thread's own work from there (cut, feed, the plan's tokens up to the window)
     revision_wait_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     revision_work_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
-    # how long before it sounds each note-on was committed (ms)
+    # ... and the CPU time the thread spent on that work (time.thread_time): the work itself, where the wall
+    # time above also holds the thread's waits for a core and for the GIL
+    revision_cpu_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    # how long before it sounds each note-on was committed (ms), and the commit window then
     commit_lead_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
+    commit_window_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # sample + decode per token
     closes: int = 0
 
@@ -110,6 +119,8 @@ class AccompanyPart(ModelPart):
                  supervisor=None, name: str = "accompany", tag_prefix: str = "") -> None:
         super().__init__(session, vocab, clock, scheduler, config, AccompanyStats(), name, supervisor)
         self.accompany = accompany
+        self.window = CommitWindow(accompany.commit_ms, accompany.adaptive_commit, accompany.commit_min_ms)
+        self._last_window = accompany.commit_ms  # the window at the last commit (ms)
         self.tag_prefix = tag_prefix
         self._generation = 0  # a Close starts a new tag, so a cut ends exactly what was played before
         tpb = vocab.config.ticks_per_beat
@@ -122,6 +133,7 @@ class AccompanyPart(ModelPart):
                                    consonance_repair=accompany.consonance_repair)
         self._revision_from: float | None = None  # arrival of the player event whose revision is pending
         self._revision_taken = 0.0  # perf_counter when the model thread took that event
+        self._revision_cpu = 0.0  # the model thread's CPU time (time.thread_time) then
         self.state = "waiting"  # playing, resting (after the player stopped) or waiting (for the first note)
         self.last_due = 0.0  # perf_counter due time of the last event handed to the scheduler
         self.uncommitted = 0  # planned events not handed to the scheduler yet
@@ -152,7 +164,7 @@ class AccompanyPart(ModelPart):
         clock = self.clock
         now = self.stream_tick(clock.tick_now())
         spt = clock.seconds_per_tick
-        return (now, now + self.accompany.commit_ms / 1000.0 / spt,
+        return (now, now + self.window.ms(time.perf_counter()) / 1000.0 / spt,
                 now + self.accompany.lookahead_beats * self.vocab.config.ticks_per_beat)
 
     def lookahead_wait(self) -> float:
@@ -184,7 +196,9 @@ class AccompanyPart(ModelPart):
             p.floor = max(p.floor, math.ceil(commit))
             t0 = time.perf_counter()
             p.step()
-            self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
+            done = time.perf_counter()
+            self.stats.step_ms.append((done - t0) * 1000.0)
+            self.window.observe((done - t0) * 1000.0, done)  # a commit due meanwhile waited this long
             self._commit(commit)
         if self._revision_from is not None and (p.position >= commit or not p.generating()):
             # the revised plan reaches past the commit window: whatever is committed next is decided
@@ -192,6 +206,7 @@ class AccompanyPart(ModelPart):
             self.stats.revision_ms.append((done - self._revision_from) * 1000.0)
             self.stats.revision_wait_ms.append((self._revision_taken - self._revision_from) * 1000.0)
             self.stats.revision_work_ms.append((done - self._revision_taken) * 1000.0)
+            self.stats.revision_cpu_ms.append((time.thread_time() - self._revision_cpu) * 1000.0)
             self._revision_from = None
 
     def handle(self, cmd) -> None:
@@ -214,7 +229,7 @@ class AccompanyPart(ModelPart):
     # -- the player --------------------------------------------------------------------------------
 
     def on_player(self, cmd: PlayerEvent) -> None:
-        taken = time.perf_counter()
+        taken, cpu = time.perf_counter(), time.thread_time()
         tick = self.stream_tick(cmd.tick)
         n = self.planner.stats.rolled_back_tokens
         due_now = self.planner.player(tick, cmd.data)
@@ -224,14 +239,25 @@ class AccompanyPart(ModelPart):
         if isinstance(cmd, Played) and self.planner.generating():
             if self._revision_from is None:  # a revision still pending keeps its first event's times
                 self._revision_from, self._revision_taken = cmd.arrived, taken
+                self._revision_cpu = cpu
 
     # -- out ---------------------------------------------------------------------------------------
 
     def _commit(self, before_tick: float) -> None:
-        self._send(self.planner.commit(before_tick))
-
-    def _send(self, events: list[PlannedEvent]) -> None:
+        events = self.planner.commit(before_tick)
         now = time.perf_counter()
+        window = self.window.ms(now)
+        if events:
+            # the thread's lag: the earliest event was due for committing a window before it sounds (the
+            # shorter of this window and the last, so a window that just widened is not a lag)
+            lead = (min(self.due(e.tick) for e in events) - now) * 1000.0
+            self.window.observe(max(0.0, min(window, self._last_window) - lead), now)
+        self._last_window = window
+        self._send(events, window)
+
+    def _send(self, events: list[PlannedEvent], window: float | None = None) -> None:
+        now = time.perf_counter()
+        window = self.window.ms(now) if window is None else window
         for e in events:
             ch = self.accompany.channels[e.role - 1]
             data = (0x90 | ch, e.pitch, max(1, e.velocity)) if e.on else (0x80 | ch, e.pitch, 0)
@@ -242,6 +268,7 @@ class AccompanyPart(ModelPart):
                 self.stats.notes_scheduled += 1
                 self.stats.committed_notes += 1
                 self.stats.commit_lead_ms.append((due - now) * 1000.0)
+                self.stats.commit_window_ms.append(window)
                 if due < now:
                     self.stats.late_notes += 1
 
@@ -258,6 +285,7 @@ class AccompanyPart(ModelPart):
         now = self.stream_tick(self.clock.tick_now())
         if set(config.voices) != set(self.accompany.voices) or config.channels != self.accompany.channels:
             self._close(now)
+        self.window.configure(config.commit_ms, config.adaptive_commit, config.commit_min_ms)
         self.accompany = config
         p = self.planner
         p.voices = config.voices
@@ -330,7 +358,7 @@ class Accompany(Mode):
             voices = set(a.voices) | {role} if value >= 64 else set(a.voices) - {role}
             self.set_accompany(replace(a, voices=tuple(sorted(voices))))
             return True
-        if name == "commit_ms":  # CC 0-127 -> 10-200 ms
+        if name == "commit_ms":  # CC 0-127 -> 10-200 ms (the adaptive window's longest)
             self.set_accompany(replace(a, commit_ms=10.0 + 190.0 * value / 127.0))
             return True
         if name == "lookahead":  # CC 0-127 -> 0.5-4 beats
@@ -345,4 +373,5 @@ class Accompany(Mode):
         s = self.part.stats
         return {"state": self.part.state, "answers": 0, "cut_ins": 0, "ready_ms": list(s.revision_ms),
                 "player_events": s.player_events, "revisions": s.revisions, "voices": list(self.accompany.voices),
-                "committed_notes": s.committed_notes, "late_notes": s.late_notes}
+                "committed_notes": s.committed_notes, "late_notes": s.late_notes,
+                "commit_ms": round(s.commit_window_ms[-1], 1) if s.commit_window_ms else self.accompany.commit_ms}
