@@ -19,22 +19,8 @@ import numpy as np
 
 from engine.model.modelfile import load_model
 from engine.model.session import ModelSession
-from engine.music.harmony import accompaniment_metrics
-from engine.music.tokens import Meter
 from engine.train.config import load_config
-from engine.train.evaluate_accompany import (SUMMARY_KEYS, V, _played_melody_notes, accompany_metrics, melody_of,
-                                             piece_notes, summarize, test_pieces)
-
-
-def reference(test, played: bool) -> dict:
-    rows = []
-    for piece, roles, end in test:
-        notes = piece_notes(piece, roles, end)
-        if played:
-            notes = [n for n in notes if n.role != 0] + _played_melody_notes(melody_of(piece, roles, end, True))
-        bar = Meter(*map(int, piece.bars[0, 1:])).bar_ticks(V.config.ticks_per_beat)
-        rows.append(accompaniment_metrics(notes, bar))
-    return summarize(rows)
+from engine.train.evaluate_accompany import SUMMARY_KEYS, V, accompany_metrics, reference_metrics, test_pieces
 
 
 def main() -> None:
@@ -53,7 +39,7 @@ def main() -> None:
         session = ModelSession(load_model(a.model, V, "cpu"), device="cpu")
     report: dict = {"model": a.model, "pieces": a.pieces, "bars": a.bars, "seeds": seeds}
     for name, played in (("clean", False), ("as_played", True)):
-        ref = reference(test, played)
+        ref = reference_metrics(test, played)
         rows = [accompany_metrics(session, test, played, s) for s in seeds]
         keys = SUMMARY_KEYS + ("notes_per_piece",)
         mean = {k: round(float(np.mean([r[k] for r in rows])), 4) for k in keys}

@@ -316,8 +316,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     window_ticks = window_ms / 1000.0 / spt
     windowed = [offline_consonance(session, placed, spt, s, math.ceil(window_ticks)) for s in seeds]
     win_cr, win_ur = float(np.mean([b[0] for b in windowed])), float(np.mean([b[1] for b in windowed]))
-    reference_ms, reference_step_ms = offline_revision_ms(session, placed, window_ticks, preset.accompany.lookahead_beats * 24, seed,
-                                       spt)
+    reference_ms, reference_step_ms = offline_revision_ms(session, placed, window_ticks,
+                                                          preset.accompany.lookahead_beats * 24, seed, spt)
     committed = stats.committed_notes
     return {
         "mode": "accompany",

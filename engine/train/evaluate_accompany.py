@@ -179,6 +179,18 @@ def summarize(metrics: list) -> dict:
     return out
 
 
+def reference_metrics(pieces, played: bool) -> dict:
+    """The metrics of the real lower voices under the pieces' top voice (as played: the top voice played)."""
+    rows = []
+    for piece, roles, end in pieces:
+        notes = piece_notes(piece, roles, end)
+        if played:
+            notes = [n for n in notes if n.role != 0] + _played_melody_notes(melody_of(piece, roles, end, True))
+        bar = Meter(*map(int, piece.bars[0, 1:])).bar_ticks(V.config.ticks_per_beat)
+        rows.append(accompaniment_metrics(notes, bar))
+    return summarize(rows)
+
+
 def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int = 0,
                       predict_player: bool = True, consonance_guard: bool = True, voice_leading: bool = True,
                       consonance_repair: bool = True) -> dict:
@@ -235,14 +247,7 @@ def evaluate_accompany(model_paths: list[str], config: str = "accompaniment", pi
     test = test_pieces(cfg, pieces, bars)
     sets = {"clean": False} | ({"as_played": True} if as_played else {})
     for name, played in sets.items():
-        ref = []
-        for piece, roles, end in test:
-            notes = piece_notes(piece, roles, end)
-            if played:
-                notes = [n for n in notes if n.role != 0] + _played_melody_notes(melody_of(piece, roles, end, True))
-            bar = Meter(*map(int, piece.bars[0, 1:])).bar_ticks(V.config.ticks_per_beat)
-            ref.append(accompaniment_metrics(notes, bar))
-        result.setdefault(name, {})["reference"] = summarize(ref)
+        result.setdefault(name, {})["reference"] = reference_metrics(test, played)
         result[name]["markov"] = accompany_metrics(MarkovSession(markov), test, played, seed)
     for path in model_paths:
         with warnings.catch_warnings():
