@@ -419,6 +419,8 @@ class Daemon:
             "input_malformed": inp.malformed if inp else 0,
             "input_sysex": inp.sysex if inp else 0,
             "generator_restarts": self.generator_restarts,
+            # accompaniment: the commit window in use (adaptive: it follows the model thread's lag)
+            "commit_ms": next((p["commit_ms"] for p in parts if "commit_ms" in p), None),
         }
 
     def status_line(self) -> str:
@@ -429,7 +431,8 @@ class Daemon:
             clock += " (stopped)"
         return (f"{s['mode']} | {clock} | {s['state']} | in {s['notes_in']} notes, out {s['notes_out']} notes | "
                 f"answers {s['responses']} (cut {s['cut_ins']}) | ready p50 {ready} | "
-                f"dropped {s['dropped']} late {s['late']} | input bad {s['input_malformed']} sysex {s['input_sysex']}")
+                f"dropped {s['dropped']} late {s['late']} | input bad {s['input_malformed']} sysex {s['input_sysex']}"
+                + ("" if s["commit_ms"] is None else f" | commit {s['commit_ms']:.0f} ms"))
 
     # -- shutdown --------------------------------------------------------------------------------
 

@@ -133,6 +133,10 @@ def test_a_melody_played_detached_and_off_the_grid_gets_three_voices_with_every_
     stats = daemon.part.thread.stats
     assert stats.player_events == 2 * len(MELODY)  # nothing the player played is lost
     assert stats.late_notes == 0 or stats.late_notes <= 0.01 * stats.committed_notes
+    # the status line says which commit window is in use: the adaptive one, within its floor and ceiling
+    a = daemon.preset.accompany
+    assert a.adaptive_commit and a.commit_min_ms <= daemon.status()["commit_ms"] <= a.commit_ms
+    assert "| commit " in daemon.status_line()
 
 
 @pytest.mark.skipif(not MODEL.exists(), reason="the accompaniment model is not built yet (sideman train --config accompaniment)")
