@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import PresetError
+from engine.live.commit_window import FLOOR_MS
 from engine.live.modes import BUILT, PLANNED
 from engine.music.harmony import VOICE_RANGES
 from engine.music.styles import STYLE_NAMES
@@ -130,7 +131,7 @@ class Accompany:
     channels: tuple[int, int, int] = (2, 3, 4)  # 1-based MIDI channel of alto, tenor, bass
     commit_ms: float = 50.0  # the window in front of the clock: fixed, or the longest the adaptive one may be
     adaptive_commit: bool = True  # the window follows the model thread's measured lag (engine.live.commit_window)
-    commit_min_ms: float = 15.0  # the adaptive window's shortest
+    commit_min_ms: float = FLOOR_MS  # the adaptive window's shortest
     lookahead_beats: float = 2.0  # how far ahead the plan reaches
     rest_after_beats: float = 1.0  # the player silent this long: finish at the next bar line, then rest
     ranges: tuple[tuple[int, int], ...] = VOICE_RANGES  # lowest, highest pitch per voice
