@@ -44,6 +44,29 @@ def critic_probs(module, melodies: list[Melody], max_len: int) -> np.ndarray:
                          .numpy() for m in melodies])
 
 
+def style_loglik(restyler: Restyler, z: np.ndarray, tokens: list[int], header: int) -> np.ndarray:
+    """(S,): the decoder's log-likelihood of a written phrase's tokens (after the header) under each style's
+    condition with the same per-bar z: a generative classifier of the candidate, neither critic nor judge."""
+    from engine.model.restyler import BarConditions
+
+    out = np.zeros(len(STYLE_NAMES))
+    for s in range(len(STYLE_NAMES)):
+        style = np.zeros(len(STYLE_NAMES), dtype=np.float32)
+        style[s] = 1.0
+        cond = BarConditions(restyler.session, z, style)
+        cond.start()
+        with torch.inference_mode():
+            logits = restyler.session.feed(tokens[:header])
+            total = 0.0
+            for t in tokens[header:]:
+                total += float(torch.log_softmax(logits.float(), -1)[t])
+                if t == restyler.vocab.bar:
+                    cond.next_bar()
+                logits = restyler.session.append(t)
+        out[s] = total
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("models", nargs="+")
@@ -52,6 +75,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--as-played", action="store_true", help="the sources as a person plays them (the eval's)")
     p.add_argument("--tta", default="", help="also pick with the critic averaged over these transpositions, e.g. -2,-1,0,1,2")
+    p.add_argument("--generative", action="store_true",
+                   help="also pick by the decoder's own likelihood of each candidate under each style (slow)")
     p.add_argument("--dump", default=None, help="also save each candidate's pair, critic p(target), chroma and verdict (.npz)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
@@ -66,7 +91,7 @@ def main() -> None:
     rng = np.random.default_rng(a.seed + 1)  # as the eval plays them
     played = {id(ph): play_melody(ph.melody, rng) for ph in phrases}
     k = len(STYLE_NAMES)
-    heard, outs, sources, given, targets, pair_of = [], [], [], [], [], []
+    heard, outs, sources, given, targets, pair_of, gen_ll = [], [], [], [], [], [], []
     for i, ph in enumerate(phrases):
         source = played[id(ph)] if a.as_played else ph.melody
         for t in range(k):
@@ -77,6 +102,9 @@ def main() -> None:
                 decode = restyler.begin(source, settings, seed=a.seed * 1000 + i * 10 + t + c)
                 decode.run()
                 out = decode.result()
+                if a.generative:
+                    z = np.stack([r[:restyler.z_dim].numpy() for r in decode.conditions[0].rows])  # (N, Z)
+                    gen_ll.append(style_loglik(restyler, z, decode.tokens, 4))
                 outs.append(out)
                 heard.append(Melody(out.notes, decode.meter, decode.bars))
                 sources.append(ph.melody)
@@ -110,6 +138,17 @@ def main() -> None:
                 picks = [index[pr][int(np.argmax(p_tta[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
                 row[f"tta_pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
                                                   "chroma": round(float(chroma[picks].mean()), 4)}
+        if a.generative and path == a.models[0]:
+            ll = np.asarray(gen_ll)  # (N, S)
+            post = np.exp(ll - ll.max(1, keepdims=True))
+            post /= post.sum(1, keepdims=True)
+            p_gen = post[np.arange(len(targets)), targets]
+            row["generative_correlation_with_verdict"] = round(float(np.corrcoef(p_gen, verdict.astype(float))[0, 1]), 4)
+            for name, score in (("generative", p_gen), ("critic_and_generative", 0.5 * (p_gen + p_target))):
+                for lam in (0.0, 0.5, 1.0):
+                    picks = [index[pr][int(np.argmax(score[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
+                    row[f"{name}_pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
+                                                         "chroma": round(float(chroma[picks].mean()), 4)}
         report["critics"][path] = row
         if a.dump and path == a.models[0]:
             np.savez(a.dump, pair=np.asarray([pairs.index(pr) for pr in pair_of]), p_target=p_target,
