@@ -6,7 +6,10 @@ target (what a perfect pick would give), one sample's accuracy, and the correlat
 p(target) with the verdict across candidates.
 
     python scripts/experiment_critic_pick.py models/restyle.pt runs/restyle-critic/restyle.pt \\
-        [--per-style 8] [--candidates 8] [--as-played] [--json out.json]
+        [--per-style 8] [--candidates 8] [--seed S] [--as-played] [--json out.json]
+        [--tta=-3,-2,-1,0,1,2,3]   also the critic averaged over transpositions
+        [--generative]             also the decoder's own likelihood under each style (a generative classifier)
+        [--dump out.npz]           each candidate's pair, critic p(target), chroma, verdict and notes
 
 The first file writes the candidates; every file's critic scores them (only the critic is read of the others).
 Candidate c of a pair samples with the pair's eval seed + c, as `Restyler.restyle` drew them when the JSON in
