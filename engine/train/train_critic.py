@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from engine.corpus.phrases import PhraseSampler, corpus_phrases, style_corpus
 from engine.errors import ModelError
+from engine.model.modelfile import load_model
 from engine.music.melody import Melody, encode_melody
 from engine.music.styles import STYLE_NAMES
 from engine.music.tokens import Meter
@@ -39,6 +40,7 @@ from engine.train.train_restyle import RestyleTrainConfig, eval_metrics, pad_bat
 
 log = logging.getLogger("sideman.train.critic")
 REPO = Path(__file__).resolve().parents[2]
+CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic")  # what a file keeps
 
 
 @dataclass(frozen=True)
@@ -89,17 +91,13 @@ def rebarred_at_random(m: Melody, rng: np.random.Generator, share: float) -> Mel
 
 def load_restyle_model(path: Path) -> tuple[RestyleLM, dict]:
     """The eager model with the weights of a shipped TorchScript restyle file, and its card."""
-    files = {"card.json": ""}
-    try:
-        scripted = torch.jit.load(str(path), map_location="cpu", _extra_files=files)
-    except (RuntimeError, ValueError, OSError) as e:
-        raise ModelError(f"{path}: not a loadable model file ({e}); train one with `sideman train --config restyle`")
-    card = json.loads(files["card.json"] or "{}")
+    loaded = load_model(path, DEFAULT_VOCAB)  # the runtime's loader: its checks and its messages
+    card = loaded.card
     if card.get("task") != "RESTYLE":
         raise ModelError(f"{path}: a {card.get('task', 'CONTINUE')} model; the critic belongs to a RESTYLE model")
     cfg = RestyleTrainConfig.from_dict(card["training"]["config"])
     model = RestyleLM(cfg.model_config(), cfg.restyle_config(), DEFAULT_VOCAB.pad)
-    model.load_state_dict({k: v for k, v in scripted.state_dict().items() if k in model.state_dict()})
+    model.load_state_dict({k: v for k, v in loaded.module.state_dict().items() if k in model.state_dict()})
     model.eval()
     return model, card
 
@@ -156,7 +154,7 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
     after = {k: round(critic_accuracy(model, v, styles), 4) for k, v in sets.items()}
     log.info("critic balanced accuracy on held-out real phrases, before -> after: %s -> %s", before, after)
     path = out or REPO / "runs" / cfg.name / "restyle.pt"
-    card = {k: card[k] for k in ("name", "kind", "task", "styles", "restyle", "training", "metrics") if k in card}
+    card = {k: card[k] for k in CARD_KEYS if k in card}
     card["critic"] = {"retrained": "alone, on real train phrases barred at random (engine.train.train_critic)",
                       "config": asdict(cfg), "test_accuracy_before": before, "test_accuracy_after": after,
                       "test_phrases": len(test), "wall_time_s": round(time.monotonic() - t0, 1)}
@@ -176,8 +174,7 @@ def ship(path: Path, evaluation: dict | None = None, out: Path | None = None) ->
         metrics["probe"] = {**(old.get("probe") or {}), **(metrics.get("probe") or {})}  # the ablation's kept
         card["metrics"] = {"val_recon_best": old.get("val_recon_best"), **metrics}
     out = out or REPO / "models" / "restyle.pt"
-    card = {k: card[k] for k in ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic")
-            if k in card}
+    card = {k: card[k] for k in CARD_KEYS if k in card}
     export_model(model, out, card)
     return out
 

@@ -248,9 +248,9 @@ class AccompanyPart(ModelPart):
         now = time.perf_counter()
         window = self.window.ms(now)
         if events:
-            # the thread's lag: the earliest event was due for committing a window before it sounds (the
-            # shorter of this window and the last, so a window that just widened is not a lag)
-            lead = (min(self.due(e.tick) for e in events) - now) * 1000.0
+            # the thread's lag: the first (earliest: stream order) was due for committing a window before it
+            # sounds (the shorter of this window and the last, so a window that just widened is not a lag)
+            lead = (self.due(events[0].tick) - now) * 1000.0
             self.window.observe(max(0.0, min(window, self._last_window) - lead), now)
         self._last_window = window
         self._send(events, window)
