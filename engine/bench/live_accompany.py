@@ -15,6 +15,8 @@ Numbers:
 - in_time_share: the share of committed note-ons that were due after they were committed;
 - timing_error_ms: arrival at the listener minus due, for every message the scheduler sent;
 - lost_messages, hanging_notes: as `sideman bench live`;
+- voices: per voice, the notes it struck inside the melodies and its longest silence there (beats), as
+  the listener heard it: a voice that drops out for bars is heard as missing, whatever the consonance;
 - cr/ur live: consonance of what arrived at the listener against the melody as played, beside the same
   melodies accompanied offline (`sideman accompany`'s planner, commit window 0): the offline upper bound,
   the mean over `offline_seeds` sampling seeds (one seed's bound moves by about 0.01).
@@ -109,6 +111,26 @@ def player_main(config: dict) -> None:
     listener.join(2)
     out.close_port()
     print(json.dumps({"sent": sent, "arrivals": listener.arrivals()}), flush=True)
+
+
+def voice_presence(notes, spans_ms: list[tuple[float, float]], beat_ms: float,
+                   roles=(1, 2, 3)) -> dict[int, dict[str, float]]:
+    """Per voice, inside the melodies (`spans_ms`: each melody's first note-on to its last note-off): how many
+    notes it struck and its longest silence in beats (a voice that drops out for bars is heard as missing)."""
+    out = {}
+    for r in roles:
+        mine = sorted((n.start, n.end) for n in notes if n.role == r)
+        count, longest = 0, 0.0
+        for lo, hi in spans_ms:
+            inside = [(max(s, lo), min(e, hi)) for s, e in mine if e > lo and s < hi]
+            count += sum(1 for s, _ in mine if lo <= s < hi)
+            last = lo
+            for s, e in inside:
+                longest = max(longest, s - last)
+                last = max(last, e)
+            longest = max(longest, hi - last)
+        out[r] = {"notes": count, "longest_silence_beats": round(longest / beat_ms, 2)}
+    return out
 
 
 def notes_ms(timed, channels: dict[int, int]) -> list:
@@ -248,6 +270,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
               realtime_priority: int | None = None, jack_log: str | None = None, heard: str | None = None,
               commit_ms: float | None = None, fixed_commit: bool = False, offline_seeds: int = 3) -> dict:
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
+    from engine.live.modes.accompany import VOICE_NAMES
     from engine.music.harmony import consonance
 
     bpm = BASE_BPM * speed
@@ -304,6 +327,10 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
     channels = {0: 0} | {c - 1: i + 1 for i, c in enumerate(preset.accompany.channels)}
     heard_notes = notes_ms([(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], channels)
     live_cr, live_ur = consonance(heard_notes)
+    origin_ms = 1000.0 * config["origin"]
+    spans = [(origin_ms + 1000.0 * spt * (at + msgs[0][0]), origin_ms + 1000.0 * spt * (at + msgs[-1][0]))
+             for at, msgs in placed]
+    presence = voice_presence(heard_notes, spans, 1000.0 * spt * 24)
     if heard:
         write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
     # offline, per melody, on the ticks the player meant (the same human timing)
@@ -346,6 +373,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "output_lost_in_jack": output_lost,
         "dropped": status["dropped"], "late": status["late"], "revisions": stats.revisions,
         "expired_predictions": part.planner.stats.expired_predictions,
+        "voices": {VOICE_NAMES[r]: v for r, v in presence.items()},
         "cr_live": round(live_cr, 4), "ur_live": round(live_ur, 4),
         "cr_offline": round(off_cr, 4), "ur_offline": round(off_ur, 4), "offline_seeds": seeds,
         "cr_offline_per_seed": [round(b[0], 4) for b in bounds],
@@ -384,6 +412,9 @@ def report(r: dict) -> str:
         f"process, nothing beside it: p50 {r['token_step_offline_cpu_ms_p50']} ms, p99 {r['token_step_offline_cpu_ms_p99']} ms",
         f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
         f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
+        "  each voice inside the melodies: " + ", ".join(
+            f"{name} {v['notes']} notes, longest silence {v['longest_silence_beats']} beats"
+            for name, v in r["voices"].items()),
         f"  consonance live CR {r['cr_live']} UR {r['ur_live']} vs offline CR {r['cr_offline']} UR {r['ur_offline']} "
         f"(gap {r['cr_gap']}; the bound per seed {r['cr_offline_per_seed']}); offline with the commit window "
         f"({r['offline_window_ticks']} ticks) CR {r['cr_offline_window']} UR {r['ur_offline_window']}",

@@ -23,8 +23,9 @@ commit window; never at or before the player's last event's tick), so committed 
 stream reaches the floor in one sampled shift (one long enough), never a run of short ones.
 When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
 sideman's notes there and rests; the player's next event starts it again.
-While the player plays, voices silent for `enter_after` ticks (each voice: `voice_enter_after`) must
-enter on the next beat, and with the consonance guard a voice's new note keeps the melody's note with at
+While the player plays (a key held, or let go less than `rest_after` ago), voices silent for `enter_after`
+ticks (each voice: `voice_enter_after`) must enter on the next beat (the next eighth-note line where the
+floor has passed the beat; no shift passes that line), and with the consonance guard a voice's new note keeps the melody's note with at
 least one consonant voice; with the voice-leading rule it moves in no parallel fifth or octave with a voice
 that moved at the tick and crosses no neighbour (engine.model.voice_leading).
 
@@ -68,6 +69,11 @@ REPAIR_AFTER_BEATS = 0.5
 def expire_after_ticks(seconds_per_tick: float) -> float:
     """EXPIRE_AFTER_MS on the stream's grid at this tempo (at least one tick)."""
     return max(1.0, EXPIRE_AFTER_MS / 1000.0 / seconds_per_tick)
+
+
+def _line_at_or_after(tick: int, origin: int, step: int) -> int:
+    """The first tick at or after `tick` on the grid of `step` ticks from `origin`."""
+    return origin + -(-(tick - origin) // step) * step
 
 
 def voice_constraints(voices, ranges, key_pitch_classes=None) -> dict[int, Constraints]:
@@ -120,6 +126,7 @@ class _Base:
     encoder: StreamEncoder
     grammar: GrammarState
     last_token: int | None
+    heard: tuple[int, dict[int, int]]  # (_silent_since, _voice_heard) there
 
 
 class Accompanist:
@@ -183,9 +190,10 @@ class Accompanist:
         # and re-fed events go to the model in one batched feed before the next sample (see _sync)
         self._unfed: list[int] = []
         self._base: _Base | None = None
-        # (plan tokens, encoder, grammar) every CHECKPOINT_EVERY sampled tokens: a cut restores the last
-        # one before it and replays only the tokens after (a replay of a whole 2-beat plan cost ~2 ms live)
-        self._checkpoints: list[tuple[int, StreamEncoder, GrammarState]] = []
+        # (plan tokens, encoder, grammar, when the voices were last heard) every CHECKPOINT_EVERY sampled
+        # tokens: a cut restores the last one before it and replays only the tokens after (a replay of a
+        # whole 2-beat plan cost ~2 ms live)
+        self._checkpoints: list[tuple[int, StreamEncoder, GrammarState, tuple[int, dict[int, int]]]] = []
         self._closed_at: int | None = None  # the rest bar whose closing note-offs are in the plan
 
     # -- the stream ------------------------------------------------------------------------------
@@ -366,11 +374,16 @@ class Accompanist:
         kept = self.tokens[:cut]
         while self._checkpoints and self._checkpoints[-1][0] > cut:
             self._checkpoints.pop()
-        start, encoder, grammar = self._checkpoints[-1] if self._checkpoints else (0, base.encoder, base.grammar)
+        start, encoder, grammar, heard = (self._checkpoints[-1] if self._checkpoints
+                                          else (0, base.encoder, base.grammar, base.heard))
         self.encoder, self.grammar = encoder.copy(), grammar.copy()
+        # when each voice was last heard goes back with the stream: a dropped plan's notes were never heard
+        # (kept, a voice the plan meant to bring in later counted as sounding, and never had to enter)
+        self._silent_since, self._voice_heard = heard[0], dict(heard[1])
         for t in kept[start:]:
             self.encoder.observe(t)
-            self.grammar.feed(t)
+            for ev in self.grammar.feed(t):
+                self._hear(ev)
         self._last_token = kept[-1] if kept else base.last_token
         self.tokens = kept
         self.events = [e for e in self.events if e.index < cut]
@@ -382,7 +395,7 @@ class Accompanist:
     def _mark_base(self) -> None:
         del self.grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
         self._base = _Base(self._stream_length(), self.encoder.copy(), self.grammar.copy(),
-                           self._last_token)
+                           self._last_token, self._heard())
         self.tokens = []
         self._checkpoints = []
         self._first_predicted = None
@@ -407,9 +420,7 @@ class Accompanist:
         for t in tokens:
             role = self.grammar.role
             for ev in self.grammar.feed(t):
-                if ev.role != PLAYER:
-                    self._silent_since = max(self._silent_since, ev.tick)
-                    self._voice_heard[ev.role] = max(self._voice_heard.get(ev.role, 0), ev.tick)
+                self._hear(ev)
                 if plan and ev.role != PLAYER:
                     self.events.append(PlannedEvent(ev.tick, ev.on, ev.pitch, ev.velocity, ev.role,
                                                     len(self.tokens)))
@@ -422,6 +433,15 @@ class Accompanist:
             if plan:
                 self.tokens.append(t)
         self._last_token = tokens[-1]
+
+    def _hear(self, ev) -> None:
+        """A note event in the stream: a sideman voice heard at its tick (for the entry rule)."""
+        if ev.role != PLAYER:
+            self._silent_since = max(self._silent_since, ev.tick)
+            self._voice_heard[ev.role] = max(self._voice_heard.get(ev.role, 0), ev.tick)
+
+    def _heard(self) -> tuple[int, dict[int, int]]:
+        return self._silent_since, dict(self._voice_heard)
 
     # -- the plan --------------------------------------------------------------------------------
 
@@ -448,7 +468,11 @@ class Accompanist:
             led = mask & voice_leading_ons(g, g.role)
             if led[ons].any():
                 mask = led
-        entering = self._entering()
+        entry = self._entry_line()
+        entering = entry[1] if entry is not None and entry[0] == g.position else []
+        if entry is not None and entry[0] > g.position:
+            # time on no further than the line where a voice must enter (a long shift would pass it by)
+            mask[v.shift_base + entry[0] - g.position:v.shift_base + v.config.max_shift] = False
         if entering:
             keep = np.zeros(v.size, dtype=bool)
             keep[[v.role(r) for r in entering]] = True
@@ -522,17 +546,37 @@ class Accompanist:
             return None
         return line
 
-    def _entering(self) -> list[int]:
-        """The voices that must strike now: on a beat, with the player playing, every voice when all have been
-        silent for `enter_after` ticks, else each voice silent for `voice_enter_after`."""
+    def _entry_line(self) -> tuple[int, list[int]] | None:
+        """(the tick where voices must strike, those voices), or None: while the player plays, every voice
+        when all have been silent for `enter_after` ticks, else each voice silent for `voice_enter_after`,
+        on the next beat; where that beat can no longer be planned (past the plan's position or the floor: a
+        player's note a little early cut the entry planned there, and the commit window has passed it), on
+        the next eighth-note line after. Never a line before the floor or the plan's position."""
         g = self.grammar
-        if not (self.started and g.position % self.vocab.config.ticks_per_beat == 0 and self.rest_bar() is None):
-            return []
+        if not (self.started and self._player_in_phrase()):
+            return None
+        tpb = self.vocab.config.ticks_per_beat
+        origin = g.last_bar or 0
+        start = max(g.position, self.floor)
         sounding = {r for r, _ in self.sideman_sounding}
-        if not sounding and g.position - self._silent_since >= self.enter_after:
-            return list(self.voices)
-        return [r for r in self.voices if r not in sounding
-                and g.position - self._voice_heard.get(r, self._silent_since) >= self.voice_enter_after]
+        lines = {}
+        for r in self.voices:
+            if r in sounding:
+                continue
+            due = self._voice_heard.get(r, self._silent_since) + self.voice_enter_after
+            if not sounding:
+                due = min(due, self._silent_since + self.enter_after)
+            beat = _line_at_or_after(due, origin, tpb)
+            lines[r] = beat if beat >= start else _line_at_or_after(start, origin, max(1, tpb // 2))
+        if not lines:
+            return None
+        line = min(lines.values())
+        return line, [r for r in self.voices if lines.get(r) == line]
+
+    def _player_in_phrase(self) -> bool:
+        """Whether the player plays at the plan's position as far as is known: a key held, or let go less than
+        `rest_after` ago (a person's detached notes leave gaps between them: their voices still enter there)."""
+        return self.player_sounding or self.position - self.last_player_off < self.rest_after
 
     def step(self) -> list[PlannedEvent]:
         """Sample one token of the plan (or, at the rest bar, close the sideman's notes there); returns
@@ -553,7 +597,7 @@ class Accompanist:
         self.encoder.observe(token)
         last = self._checkpoints[-1][0] if self._checkpoints else 0
         if len(self.tokens) - last >= CHECKPOINT_EVERY:  # encoder and grammar both past every plan token
-            self._checkpoints.append((len(self.tokens), self.encoder.copy(), self.grammar.copy()))
+            self._checkpoints.append((len(self.tokens), self.encoder.copy(), self.grammar.copy(), self._heard()))
         return self.events[n:]
 
     def _close_at(self, tick: int) -> None:
