@@ -15,8 +15,9 @@ Numbers:
 - in_time_share: the share of committed note-ons that were due after they were committed;
 - timing_error_ms: arrival at the listener minus due, for every message the scheduler sent;
 - lost_messages, hanging_notes: as `sideman bench live`;
-- voices: per voice, the notes it struck inside the melodies and its longest silence there (beats), as
-  the listener heard it: a voice that drops out for bars is heard as missing, whatever the consonance;
+- voices: per voice, the notes it struck inside the melodies, its longest silence and longest note there
+  (beats), as the listener heard it: a voice that drops out for bars, or holds one note through them, is
+  heard as missing, whatever the consonance;
 - cr/ur live: consonance of what arrived at the listener against the melody as played, beside the same
   melodies accompanied offline (`sideman accompany`'s planner, commit window 0): the offline upper bound,
   the mean over `offline_seeds` sampling seeds (one seed's bound moves by about 0.01).
@@ -116,20 +117,23 @@ def player_main(config: dict) -> None:
 def voice_presence(notes, spans_ms: list[tuple[float, float]], beat_ms: float,
                    roles=(1, 2, 3)) -> dict[int, dict[str, float]]:
     """Per voice, inside the melodies (`spans_ms`: each melody's first note-on to its last note-off): how many
-    notes it struck and its longest silence in beats (a voice that drops out for bars is heard as missing)."""
+    notes it struck, its longest silence and its longest note there, in beats (a voice that drops out for bars,
+    or holds one note through them, is heard as missing)."""
     out = {}
     for r in roles:
         mine = sorted((n.start, n.end) for n in notes if n.role == r)
-        count, longest = 0, 0.0
+        count, longest, held = 0, 0.0, 0.0
         for lo, hi in spans_ms:
             inside = [(max(s, lo), min(e, hi)) for s, e in mine if e > lo and s < hi]
             count += sum(1 for s, _ in mine if lo <= s < hi)
+            held = max([held] + [e - s for s, e in mine if lo <= s < hi])
             last = lo
             for s, e in inside:
                 longest = max(longest, s - last)
                 last = max(last, e)
             longest = max(longest, hi - last)
-        out[r] = {"notes": count, "longest_silence_beats": round(longest / beat_ms, 2)}
+        out[r] = {"notes": count, "longest_silence_beats": round(longest / beat_ms, 2),
+                  "longest_note_beats": round(held / beat_ms, 2)}
     return out
 
 
@@ -413,7 +417,8 @@ def report(r: dict) -> str:
         f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
         f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
         "  each voice inside the melodies: " + ", ".join(
-            f"{name} {v['notes']} notes, longest silence {v['longest_silence_beats']} beats"
+            f"{name} {v['notes']} notes, longest silence {v['longest_silence_beats']} beats, "
+            f"longest note {v['longest_note_beats']}"
             for name, v in r["voices"].items()),
         f"  consonance live CR {r['cr_live']} UR {r['ur_live']} vs offline CR {r['cr_offline']} UR {r['ur_offline']} "
         f"(gap {r['cr_gap']}; the bound per seed {r['cr_offline_per_seed']}); offline with the commit window "

@@ -24,8 +24,9 @@ stream reaches the floor in one sampled shift (one long enough), never a run of 
 When the player stops (nothing held for `rest_after` ticks) the plan runs to the next bar line, closes the
 sideman's notes there and rests; the player's next event starts it again.
 While the player plays (a key held, or let go less than `rest_after` ago), voices silent for `enter_after`
-ticks (each voice: `voice_enter_after`) must enter on the next beat (the next eighth-note line where the
-floor has passed the beat; no shift passes that line), and with the consonance guard a voice's new note keeps the melody's note with at
+ticks (each voice: `voice_enter_after`), and each voice that has held one note for `hold_limit`, must strike
+on the next beat (the next eighth-note line where the floor has passed the beat; no shift passes that
+line), and with the consonance guard a voice's new note keeps the melody's note with at
 least one consonant voice; with the voice-leading rule it moves in no parallel fifth or octave with a voice
 that moved at the tick and crosses no neighbour (engine.model.voice_leading).
 
@@ -40,7 +41,7 @@ offline: the same code, so the offline result is what the live mode plays with a
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Callable, Sequence
 
@@ -119,6 +120,25 @@ class AccompanistStats:
 
 
 @dataclass
+class _Heard:
+    """When the sideman's voices were last heard in the stream (the entry and hold rules read it): part of
+    the stream's state, so a cut takes it back with the encoder and grammar."""
+
+    silent_since: int = 0  # the tick the sideman's last note event came (or the player began)
+    last_event: dict[int, int] = field(default_factory=dict)  # role -> the tick of its last note event
+    last_on: dict[int, int] = field(default_factory=dict)  # role -> the tick of its last note-on
+
+    def hear(self, tick: int, role: int, on: bool) -> None:
+        self.silent_since = max(self.silent_since, tick)
+        self.last_event[role] = max(self.last_event.get(role, 0), tick)
+        if on:
+            self.last_on[role] = max(self.last_on.get(role, 0), tick)
+
+    def copy(self) -> "_Heard":
+        return _Heard(self.silent_since, dict(self.last_event), dict(self.last_on))
+
+
+@dataclass
 class _Base:
     """The stream right after the player's last event: where the plan's tokens begin."""
 
@@ -126,7 +146,7 @@ class _Base:
     encoder: StreamEncoder
     grammar: GrammarState
     last_token: int | None
-    heard: tuple[int, dict[int, int]]  # (_silent_since, _voice_heard) there
+    heard: "_Heard"  # when the voices were last heard there
 
 
 class Accompanist:
@@ -171,10 +191,11 @@ class Accompanist:
         # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
         self.enter_after = vocab.config.ticks_per_beat
-        self._silent_since = 0  # the tick the sideman's last note ended (or the player began)
+        self._heard = _Heard()  # when each voice was last heard (or the player's start)
         # ... and each voice silent for a bar enters on the next beat (a chorale's voices do not drop out)
         self.voice_enter_after = meter.bar_ticks(vocab.config.ticks_per_beat)
-        self._voice_heard: dict[int, int] = {}  # role -> the tick of its last note event (or the player's start)
+        # ... and no voice holds one note longer than that: it strikes again on the next beat after
+        self.hold_limit = self.voice_enter_after
         self.stats = AccompanistStats()
         self.floor = 0  # new sideman events only at ticks >= floor
         self.last_player_tick = -1  # the tick of the player's last event in the stream
@@ -193,7 +214,7 @@ class Accompanist:
         # (plan tokens, encoder, grammar, when the voices were last heard) every CHECKPOINT_EVERY sampled
         # tokens: a cut restores the last one before it and replays only the tokens after (a replay of a
         # whole 2-beat plan cost ~2 ms live)
-        self._checkpoints: list[tuple[int, StreamEncoder, GrammarState, tuple[int, dict[int, int]]]] = []
+        self._checkpoints: list[tuple[int, StreamEncoder, GrammarState, _Heard]] = []
         self._closed_at: int | None = None  # the rest bar whose closing note-offs are in the plan
 
     # -- the stream ------------------------------------------------------------------------------
@@ -260,8 +281,7 @@ class Accompanist:
         enc = self.encoder
         is_note_on = len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
         if is_note_on and not self.started:
-            self._silent_since = q
-            self._voice_heard = {r: q for r in VOICES}
+            self._heard = _Heard(q, {r: q for r in VOICES}, {r: q for r in VOICES})
         if is_note_on:
             # the stream begins at the bar of the player's first note (no training piece opens with empty
             # bars); a later silence is shortened to SILENCE_KEEP_BARS empty bars
@@ -379,7 +399,7 @@ class Accompanist:
         self.encoder, self.grammar = encoder.copy(), grammar.copy()
         # when each voice was last heard goes back with the stream: a dropped plan's notes were never heard
         # (kept, a voice the plan meant to bring in later counted as sounding, and never had to enter)
-        self._silent_since, self._voice_heard = heard[0], dict(heard[1])
+        self._heard = heard.copy()
         for t in kept[start:]:
             self.encoder.observe(t)
             for ev in self.grammar.feed(t):
@@ -395,7 +415,7 @@ class Accompanist:
     def _mark_base(self) -> None:
         del self.grammar.decoder.bars[:-8]  # a record of every bar line: keep it from growing for hours
         self._base = _Base(self._stream_length(), self.encoder.copy(), self.grammar.copy(),
-                           self._last_token, self._heard())
+                           self._last_token, self._heard.copy())
         self.tokens = []
         self._checkpoints = []
         self._first_predicted = None
@@ -435,13 +455,9 @@ class Accompanist:
         self._last_token = tokens[-1]
 
     def _hear(self, ev) -> None:
-        """A note event in the stream: a sideman voice heard at its tick (for the entry rule)."""
+        """A note event in the stream: a sideman voice heard at its tick (for the entry and hold rules)."""
         if ev.role != PLAYER:
-            self._silent_since = max(self._silent_since, ev.tick)
-            self._voice_heard[ev.role] = max(self._voice_heard.get(ev.role, 0), ev.tick)
-
-    def _heard(self) -> tuple[int, dict[int, int]]:
-        return self._silent_since, dict(self._voice_heard)
+            self._heard.hear(ev.tick, ev.role, ev.on)
 
     # -- the plan --------------------------------------------------------------------------------
 
@@ -477,8 +493,12 @@ class Accompanist:
             keep = np.zeros(v.size, dtype=bool)
             keep[[v.role(r) for r in entering]] = True
             if g.role in entering:
-                keep[v.vel_base:v.vel_base + v.config.velocity_bins] = True
-                keep[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
+                holding = [p for r, p in self.sideman_sounding if r == g.role]
+                if holding:  # held too long: it lets go first (then strikes again here)
+                    keep[[v.note_off(p) for p in holding]] = True
+                else:
+                    keep[v.vel_base:v.vel_base + v.config.velocity_bins] = True
+                    keep[v.note_on_base:v.note_on_base + v.config.n_pitches] = True
             if (mask & keep).any():
                 mask &= keep
         if self.consonance_guard and g.role != PLAYER and unsupported:
@@ -547,25 +567,34 @@ class Accompanist:
         return line
 
     def _entry_line(self) -> tuple[int, list[int]] | None:
-        """(the tick where voices must strike, those voices), or None: while the player plays, every voice
+        """(the tick where voices must strike, those voices), or None. While the player plays: every voice
         when all have been silent for `enter_after` ticks, else each voice silent for `voice_enter_after`,
-        on the next beat; where that beat can no longer be planned (past the plan's position or the floor: a
-        player's note a little early cut the entry planned there, and the commit window has passed it), on
-        the next eighth-note line after. Never a line before the floor or the plan's position."""
+        and each voice that has held one note for `hold_limit` (it lets go, and strikes again at the same
+        tick), on the next beat; where that beat can no longer be planned (past the plan's position or the
+        floor: a player's note a little early cut the entry planned there, and the commit window has passed
+        it), on the next eighth-note line after. Never a line before the floor or the plan's position."""
         g = self.grammar
         if not (self.started and self._player_in_phrase()):
             return None
         tpb = self.vocab.config.ticks_per_beat
         origin = g.last_bar or 0
         start = max(g.position, self.floor)
-        sounding = {r for r, _ in self.sideman_sounding}
+        held: dict[int, int] = {}  # voice -> the onset of its sounding note
+        for r, p in self.sideman_sounding:
+            held[r] = min(held.get(r, g.position), g.on_tick.get((r, p), g.position))
+        h = self._heard
         lines = {}
         for r in self.voices:
-            if r in sounding:
+            if r in held:
+                due = held[r] + self.hold_limit
+            elif (h.last_event.get(r) == g.position >= self.floor
+                  and g.position - h.last_on.get(r, g.position) >= self.hold_limit):
+                lines[r] = g.position  # let go here of a note held too long: strikes again here
                 continue
-            due = self._voice_heard.get(r, self._silent_since) + self.voice_enter_after
-            if not sounding:
-                due = min(due, self._silent_since + self.enter_after)
+            else:
+                due = h.last_event.get(r, h.silent_since) + self.voice_enter_after
+                if not held:
+                    due = min(due, h.silent_since + self.enter_after)
             beat = _line_at_or_after(due, origin, tpb)
             lines[r] = beat if beat >= start else _line_at_or_after(start, origin, max(1, tpb // 2))
         if not lines:
@@ -597,7 +626,7 @@ class Accompanist:
         self.encoder.observe(token)
         last = self._checkpoints[-1][0] if self._checkpoints else 0
         if len(self.tokens) - last >= CHECKPOINT_EVERY:  # encoder and grammar both past every plan token
-            self._checkpoints.append((len(self.tokens), self.encoder.copy(), self.grammar.copy(), self._heard()))
+            self._checkpoints.append((len(self.tokens), self.encoder.copy(), self.grammar.copy(), self._heard.copy()))
         return self.events[n:]
 
     def _close_at(self, tick: int) -> None:

@@ -118,6 +118,6 @@ def test_voice_presence_counts_each_voices_notes_and_longest_silence_inside_the_
              Note(200, 900, 50, 64, 2),  # tenor: silent from 0.9 s to the span's end
              Note(5000, 5500, 40, 64, 3)]  # bass: outside the span
     out = voice_presence(notes, [(0.0, 4000.0)], beat_ms=500.0)
-    assert out[1] == {"notes": 3, "longest_silence_beats": 3.0}
-    assert out[2] == {"notes": 1, "longest_silence_beats": 6.2}
-    assert out[3] == {"notes": 0, "longest_silence_beats": 8.0}
+    assert out[1] == {"notes": 3, "longest_silence_beats": 3.0, "longest_note_beats": 1.0}
+    assert out[2] == {"notes": 1, "longest_silence_beats": 6.2, "longest_note_beats": 1.4}
+    assert out[3] == {"notes": 0, "longest_silence_beats": 8.0, "longest_note_beats": 0.0}
