@@ -177,8 +177,9 @@ def draw_piano_roll(
     ax.set_ylabel("MIDI pitch (60 = middle C)")
     tempo = f"{roll.tempo_bpm:.0f} BPM" + (f" (+{roll.tempo_changes} changes)" if roll.tempo_changes else "")
     num, den = roll.time_signature
-    ax.set_title(f"{roll.title}  —  {tempo}, {num}/{den}", fontsize=11, loc="left")
-    if parts:  # above the plot, right of the title: never over the notes
+    # the title on its own line above the legend's row (a long title and four parts' labels would meet)
+    ax.set_title(f"{roll.title}  —  {tempo}, {num}/{den}", fontsize=11, loc="left", pad=20 if parts else 6)
+    if parts:  # above the plot, under the title: never over the notes
         ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=len(parts), fontsize=8, frameon=False,
                   borderaxespad=0.2)
     ax.set_axisbelow(True)
