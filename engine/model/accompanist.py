@@ -50,7 +50,7 @@ import numpy as np
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, allowed_mask_np
 from engine.model.voice_leading import voice_leading_ons
-from engine.music.harmony import CONSONANT
+from engine.music.harmony import CONSONANT, IMPERFECT
 from engine.music.tokens import Meter, StreamEncoder, quantize
 from engine.music.vocab import PLAYER, Vocab
 
@@ -83,13 +83,14 @@ def voice_constraints(voices, ranges, key_pitch_classes=None) -> dict[int, Const
 
 
 @lru_cache(maxsize=4096)
-def _consonant_ons(vocab: Vocab, melody: frozenset[int]) -> np.ndarray:
-    """Bool (V,): True except the note-ons that form no consonant interval with any of the melody's pitches."""
+def _consonant_ons(vocab: Vocab, melody: frozenset[int], intervals: frozenset[int] = CONSONANT) -> np.ndarray:
+    """Bool (V,): True except the note-ons that form none of `intervals` (consonant ones) with any of the
+    melody's pitches."""
     out = np.ones(vocab.size, dtype=bool)
     pitches = np.arange(vocab.config.n_pitches)
     ok = np.zeros(vocab.config.n_pitches, dtype=bool)
     for m in melody:
-        ok |= np.isin((m - pitches) % 12, sorted(CONSONANT))
+        ok |= np.isin((m - pitches) % 12, sorted(intervals))
     out[vocab.note_on_base:vocab.note_on_base + vocab.config.n_pitches] = ok
     out.setflags(write=False)
     return out
@@ -187,6 +188,9 @@ class Accompanist:
         # consonant note there
         self.consonance_repair = consonance_repair
         self._repair_tokens = (-1, 0)  # (tick, tokens sampled there while repairing): a bound, never a loop
+        # pitch -> onset of the player's notes that came with the floor already past the next tick: no voice
+        # could answer them at once, as one can at a window of zero (the model's own move on the next tick)
+        self._unheard_onsets: dict[int, int] = {}
         self._mask_repair_line: int | None = None  # the repair line of the last mask()
         # while the player plays, the sideman enters on the next beat once it has been silent for a beat: a
         # plan can otherwise talk itself into a solo melody (no voice for bars, then none ever)
@@ -228,6 +232,7 @@ class Accompanist:
         self.tokens, self.events = [], []
         self.floor, self.last_player_tick, self.last_player_off, self.started = 0, -1, 0, False
         self._fresh = True
+        self._unheard_onsets = {}
         self._closed_at = None
         self._feed(self.encoder.begin(style, "ACCOMPANY"))
         self._mark_base()
@@ -291,9 +296,16 @@ class Accompanist:
         self.last_player_tick = max(self.last_player_tick, enc.position if out else q)
         if is_note_on:
             self._closed_at = None
+        floor = self.floor
         if not self.player_sounding and out:
             self.last_player_off = enc.position
         self._feed(out)
+        if is_note_on:
+            onset = self.grammar.on_tick.get((PLAYER, data[1]))
+            if onset is not None and floor > onset + 1:
+                # the voices could not answer it on the next tick (the commit window stood past it): the
+                # consonance repair does not wait an eighth for this note (see _repair_line)
+                self._unheard_onsets[data[1]] = onset
         self._mark_base()
         self.events = []  # kept events are before the base now: the plan starts empty ...
         self._refeed(refeed)  # ... but for the committed events past the player's, in stream order
@@ -515,6 +527,11 @@ class Accompanist:
             if repair_line == g.position:  # act here: no time on, the voice's new note consonant
                 mask[shifts] = False
                 mask &= _consonant_ons(v, unsupported)
+                # a third or sixth where one is allowed: a fifth or octave struck under the melody's note would
+                # move in parallel with the melody's next (decided before that note is known)
+                imperfect = mask & _consonant_ons(v, unsupported, IMPERFECT)
+                if imperfect[ons].any():
+                    mask = imperfect
             else:  # time on no further than the line where the repair is due
                 mask[v.shift_base + repair_line - g.position:shifts.stop] = False
         if g.position < self.floor:  # nothing new before the floor: one shift that reaches it (or the bar line)
@@ -557,7 +574,11 @@ class Accompanist:
         step = max(1, v.config.ticks_per_beat // 4)
         origin = g.last_bar or 0
         onset = max(g.on_tick.get((PLAYER, m), 0) for m in unsupported)
-        due = max(self.floor, g.position, onset + int(round(REPAIR_AFTER_BEATS * v.config.ticks_per_beat)))
+        # a note the voices could not hear in time (the commit window) gets its voice as soon as the plan may
+        # change; one they could hear waits an eighth (a passing note may pass against the voices)
+        unheard = any(self._unheard_onsets.get(m) == g.on_tick.get((PLAYER, m)) for m in unsupported)
+        wait = 0 if unheard else int(round(REPAIR_AFTER_BEATS * v.config.ticks_per_beat))
+        due = max(self.floor, g.position, onset + wait)
         line = origin + -(-(due - origin) // step) * step
         if g.next_bar is not None and line > g.next_bar:
             return None  # the bar line first (BAR); the rule looks again after it

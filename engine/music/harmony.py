@@ -24,6 +24,7 @@ import numpy as np
 from engine.music.metrics import Note
 
 CONSONANT = frozenset({0, 3, 4, 7, 8, 9})  # interval classes: unison/octave, m3, M3, P5, m6, M6
+IMPERFECT = frozenset({3, 4, 8, 9})  # ... the imperfect ones: thirds and sixths
 # (lowest, highest) pitch of the sideman's voices 1-3 (alto, tenor, bass): where they sing in the chorales
 VOICE_RANGES: tuple[tuple[int, int], ...] = ((53, 77), (45, 69), (34, 62))
 

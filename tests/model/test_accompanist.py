@@ -417,6 +417,25 @@ def test_the_consonance_repair_gives_each_held_melody_note_a_consonant_voice(ses
     assert bad_off >= 20 and bad_off > 5 * bad, found  # measured: 47 of 2124 ticks without, 0 with
 
 
+def test_a_melody_note_the_voices_could_not_hear_in_time_gets_a_consonant_voice_at_the_next_sixteenth(session):
+    """With a commit window of 2 ticks a voice cannot answer the player's note on the next tick, as it can at a
+    window of zero: such a note gets its consonant voice on the first sixteenth-note line past the window
+    (onset + 6 ticks on the grid), not after an eighth. The half notes leaping by tritones, three seeds."""
+    from engine.music.tokens import Meter
+
+    leaps = [72, 78, 71, 77, 70, 76, 69, 75, 68, 74, 73, 79, 72, 66, 71, 65]
+    msgs = [m for i, p in enumerate(leaps) for m in ((float(i * 2 * TPB), (0x90, p, 80)),
+                                                     (float(i * 2 * TPB + 2 * TPB - 2), (0x80, p, 0)))]
+    melody = Melody(msgs, Meter(), 90.0, float(len(leaps) * 2 * TPB))
+    bad = total = 0
+    for seed in (1, 2, 3):
+        settings = AccompanySettings(sampling=SamplingConfig(0.9, 0, 0.95, seed), style="bach")
+        events = accompany(session, melody, settings, V, commit_ticks=2).events
+        b, t = unsupported_melody_time(melody, events, TPB // 4 + 1)
+        bad, total = bad + b, total + t
+    assert total > 1000 and bad / total <= 0.005, (bad, total)
+
+
 def test_checkpointed_cuts_equal_a_full_replay(session, monkeypatch):
     """A cut restores the encoder and grammar from the last checkpoint before it: the same plan, event for
     event, as replaying the whole plan from the last player event."""

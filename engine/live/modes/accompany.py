@@ -231,6 +231,10 @@ class AccompanyPart(ModelPart):
     def on_player(self, cmd: PlayerEvent) -> None:
         taken, cpu = time.perf_counter(), time.thread_time()
         tick = self.stream_tick(cmd.tick)
+        # the floor where the commit window stands now (what the next step would set): the planner knows
+        # which of the player's notes came too late for the voices to answer on the next tick
+        if self.clock.running:
+            self.planner.floor = max(self.planner.floor, math.ceil(self._ticks()[1]))
         n = self.planner.stats.rolled_back_tokens
         due_now = self.planner.player(tick, cmd.data)
         self.stats.revisions += 1
