@@ -314,6 +314,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
             raise RuntimeError("the player process failed")
         wall = time.perf_counter() - t0
         records = list(daemon.scheduler.records)
+        port_received = daemon.poller.stats.received  # what JACK delivered to the daemon's input port
         part = daemon.part.thread
         stats = part.stats
         status = daemon.status()
@@ -371,6 +372,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         "in_time_share": round(1 - stats.late_notes / committed, 5) if committed else None,
         **_stats([1000.0 * e for e in timing_s], "timing_error_ms"),
         "lost_messages": len(player["sent"]) - stats.player_events,
+        "lost_in_jack": len(player["sent"]) - port_received,  # never delivered to the daemon's port (xrun cycles)
+        "lost_in_daemon": port_received - stats.player_events,  # delivered, but never reached the model thread
         "player_messages": len(player["sent"]),
         "hanging_notes": hanging([d for _, d in sends[:sends_at_end]]),
         "hanging_notes_after_shutdown": hanging([d for _, d in arrivals]),
@@ -414,7 +417,8 @@ def report(r: dict) -> str:
         f"max {r['timing_error_ms_max']} ms",
         f"  decode step: p50 {r['token_step_ms_p50']} ms, p99 {r['token_step_ms_p99']} ms; its CPU time in one "
         f"process, nothing beside it: p50 {r['token_step_offline_cpu_ms_p50']} ms, p99 {r['token_step_offline_cpu_ms_p99']} ms",
-        f"  lost input {r['lost_messages']} of {r['player_messages']}, hanging notes {r['hanging_notes']} "
+        f"  lost input {r['lost_messages']} of {r['player_messages']} (in JACK {r['lost_in_jack']}, in the daemon "
+        f"{r['lost_in_daemon']}), hanging notes {r['hanging_notes']} "
         f"(after shutdown {r['hanging_notes_after_shutdown']}), output lost in JACK {r['output_lost_in_jack']}",
         "  each voice inside the melodies: " + ", ".join(
             f"{name} {v['notes']} notes, longest silence {v['longest_silence_beats']} beats, "
