@@ -278,6 +278,7 @@ class Accompanist:
         Returns the plan's events before the cut that were not committed yet (at ticks <= the player's:
         due now): they are in the stream, so they are committed now and must be played."""
         q = max(quantize(tick), self.last_player_tick, self._base_tick())
+        floor = self.floor  # where the plan may change as the message comes (the live part: the window's end)
         due_now, refeed = self._cut(q)
         # cut at a prediction of the player's before q: the committed events up to q come before the event
         self._refeed([e for e in refeed if e.tick <= q])
@@ -296,7 +297,6 @@ class Accompanist:
         self.last_player_tick = max(self.last_player_tick, enc.position if out else q)
         if is_note_on:
             self._closed_at = None
-        floor = self.floor
         if not self.player_sounding and out:
             self.last_player_off = enc.position
         self._feed(out)
@@ -578,8 +578,7 @@ class Accompanist:
         # change; one they could hear waits an eighth (a passing note may pass against the voices)
         unheard = any(self._unheard_onsets.get(m) == g.on_tick.get((PLAYER, m)) for m in unsupported)
         wait = 0 if unheard else int(round(REPAIR_AFTER_BEATS * v.config.ticks_per_beat))
-        due = max(self.floor, g.position, onset + wait)
-        line = origin + -(-(due - origin) // step) * step
+        line = _line_at_or_after(max(self.floor, g.position, onset + wait), origin, step)
         if g.next_bar is not None and line > g.next_bar:
             return None  # the bar line first (BAR); the rule looks again after it
         tick, count = self._repair_tokens
