@@ -259,7 +259,7 @@ class Accompanist:
         target = self.last_player_off + self.rest_after
         bar = self.encoder.bar_ticks
         origin = self.encoder.next_bar % bar
-        return origin + -(-(target - origin) // bar) * bar
+        return _line_at_or_after(target, origin, bar)
 
     @property
     def resting(self) -> bool:
@@ -340,7 +340,7 @@ class Accompanist:
         # prediction stale: a training piece's voices move on the beat's subdivisions
         step = max(1, self.vocab.config.ticks_per_beat // 2)
         origin = self.grammar.last_bar or 0
-        self.floor = max(self.floor, origin + -(-(int(before_tick) + 1 - origin) // step) * step)
+        self.floor = max(self.floor, _line_at_or_after(int(before_tick) + 1, origin, step))
         return due_now
 
     def _cut(self, q: int | None) -> tuple[list[PlannedEvent], list[PlannedEvent]]:
