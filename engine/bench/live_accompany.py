@@ -114,29 +114,6 @@ def player_main(config: dict) -> None:
     print(json.dumps({"sent": sent, "arrivals": listener.arrivals()}), flush=True)
 
 
-def voice_presence(notes, spans_ms: list[tuple[float, float]], beat_ms: float,
-                   roles=(1, 2, 3)) -> dict[int, dict[str, float]]:
-    """Per voice, inside the melodies (`spans_ms`: each melody's first note-on to its last note-off): how many
-    notes it struck, its longest silence and its longest note there, in beats (a voice that drops out for bars,
-    or holds one note through them, is heard as missing)."""
-    out = {}
-    for r in roles:
-        mine = sorted((n.start, n.end) for n in notes if n.role == r)
-        count, longest, held = 0, 0.0, 0.0
-        for lo, hi in spans_ms:
-            inside = [(max(s, lo), min(e, hi)) for s, e in mine if e > lo and s < hi]
-            count += sum(1 for s, _ in mine if lo <= s < hi)
-            held = max([held] + [e - s for s, e in mine if lo <= s < hi])
-            last = lo
-            for s, e in inside:
-                longest = max(longest, s - last)
-                last = max(last, e)
-            longest = max(longest, hi - last)
-        out[r] = {"notes": count, "longest_silence_beats": round(longest / beat_ms, 2),
-                  "longest_note_beats": round(held / beat_ms, 2)}
-    return out
-
-
 def notes_ms(timed, channels: dict[int, int]) -> list:
     """Notes (ms, integer) of (time s, message) pairs; channels: MIDI channel -> role."""
     from engine.music.metrics import Note
@@ -251,12 +228,17 @@ def bench_preset(bpm: float, commit_ms: float | None = None, fixed_commit: bool 
                    clock=replace(base.clock, source="internal", bpm=bpm), sampling=replace(base.sampling, seed=1))
 
 
-def write_heard(path: str, timed: list, bpm: float) -> None:
-    """What the listener heard (the melody as sent, the voices as they arrived) as a MIDI file, for a piano roll."""
+def write_heard(path: str, timed: list, bpm: float, start: float | None = None) -> None:
+    """What the listener heard (the melody as sent, the voices as they arrived) as a MIDI file, for a piano roll.
+    `start`: the time of the first melody's bar line, so the file's bars are the music's (default: the first
+    event)."""
     import mido
 
     timed = sorted(timed, key=lambda x: (x[0], x[1][0] & 0xF0 == 0x90))
     t0 = timed[0][0] if timed else 0.0
+    if start is not None:  # back by whole bars past an early first note, so bar lines stay bar lines
+        bar_s = 4 * 60.0 / bpm
+        t0 = start - bar_s * max(0, math.ceil((start - t0) / bar_s))
     track = mido.MidiTrack([mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0)])
     last = 0
     for t, data in timed:
@@ -275,7 +257,7 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
               commit_ms: float | None = None, fixed_commit: bool = False, offline_seeds: int = 3) -> dict:
     from engine.live.daemon import Daemon, DaemonOptions, resolve_model_path
     from engine.live.modes.accompany import VOICE_NAMES
-    from engine.music.harmony import consonance
+    from engine.music.harmony import consonance, voice_presence
 
     bpm = BASE_BPM * speed
     spt = 60.0 / (bpm * 24)
@@ -337,7 +319,8 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
              for at, msgs in placed]
     presence = voice_presence(heard_notes, spans, 1000.0 * spt * 24)
     if heard:
-        write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm)
+        write_heard(heard, [(t, d) for t, d in player["sent"]] + [(t, d) for t, d in arrivals], bpm,
+                    start=config["origin"] + spt * first_bar)
     # offline, per melody, on the ticks the player meant (the same human timing)
     session = offline_session(model_path)
     seeds = [seed + 1000 * k for k in range(max(1, offline_seeds))]

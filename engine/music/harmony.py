@@ -11,7 +11,9 @@ sideman's voices roles 1-3.
 - crossings: the share of the time sounding where a voice is above a voice written above it (the
   melody above all, then alto, tenor, bass); and the share of melody time with a sideman voice above it;
 - onsets together: the share of melody onsets with a sideman onset within `tolerance` ticks;
-- each voice's range (lowest, highest pitch).
+- each voice's range (lowest, highest pitch);
+- presence: inside the melody, each voice's longest silence and longest note, in beats (a voice that sits out
+  bars, or holds one note through them, is heard as missing).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ class AccompanimentMetrics:
     onsets_together: float  # share of melody onsets with a sideman onset within the tolerance
     ranges: dict  # role -> [lowest, highest]
     notes: int  # the sideman's notes
+    longest_silence_beats: float  # inside the melody, the longest any of the sideman's voices is silent
+    longest_note_beats: float  # ... and the longest note any of them holds
 
     def as_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -130,7 +134,31 @@ def crossing_shares(notes: Sequence[Note]) -> tuple[float, float]:
     return crossed / sounding if sounding else 0.0, above / melody_time if melody_time else 0.0
 
 
-def accompaniment_metrics(notes: Sequence[Note], bar_ticks: int, tolerance: int = 2) -> AccompanimentMetrics:
+def voice_presence(notes, spans: list[tuple[float, float]], beat: float,
+                   roles=(1, 2, 3)) -> dict[int, dict[str, float]]:
+    """Per voice, inside the melodies (`spans`: each melody's first note-on to its last note-off): how many
+    notes it struck, its longest silence and its longest note there, in beats (a voice that drops out for bars,
+    or holds one note through them, is heard as missing)."""
+    out = {}
+    for r in roles:
+        mine = sorted((n.start, n.end) for n in notes if n.role == r)
+        count, longest, held = 0, 0.0, 0.0
+        for lo, hi in spans:
+            inside = [(max(s, lo), min(e, hi)) for s, e in mine if e > lo and s < hi]
+            count += sum(1 for s, _ in mine if lo <= s < hi)
+            held = max([held] + [e - s for s, e in mine if lo <= s < hi])
+            last = lo
+            for s, e in inside:
+                longest = max(longest, s - last)
+                last = max(last, e)
+            longest = max(longest, hi - last)
+        out[r] = {"notes": count, "longest_silence_beats": round(longest / beat, 2),
+                  "longest_note_beats": round(held / beat, 2)}
+    return out
+
+
+def accompaniment_metrics(notes: Sequence[Note], bar_ticks: int, tolerance: int = 2,
+                          beat_ticks: int = 24) -> AccompanimentMetrics:
     """The metrics of a melody (role 0) with its accompaniment (roles >= 1)."""
     cr, ur = consonance(notes)
     roles = sorted({n.role for n in notes})
@@ -146,8 +174,13 @@ def accompaniment_metrics(notes: Sequence[Note], bar_ticks: int, tolerance: int 
         together += int(i < len(side_onsets) and side_onsets[i] <= t + tolerance)
     ranges = {str(r): [min(n.pitch for n in notes if n.role == r), max(n.pitch for n in notes if n.role == r)]
               for r in roles if r != 0}
+    melody = [n for n in notes if n.role == 0]
+    span = [(min(n.start for n in melody), max(n.end for n in melody))] if melody else []
+    presence = voice_presence(notes, span, beat_ticks, roles=[r for r in roles if r != 0]).values()
     return AccompanimentMetrics(
         cr=cr, ur=ur, dissonant=max(0.0, 1.0 - cr - ur), parallels_per_bar=parallels(notes, roles) / bars,
         crossing_share=crossed, above_melody_share=above,
         onsets_together=together / len(melody_onsets) if melody_onsets else 0.0, ranges=ranges,
-        notes=sum(1 for n in notes if n.role != 0))
+        notes=sum(1 for n in notes if n.role != 0),
+        longest_silence_beats=max((p["longest_silence_beats"] for p in presence), default=0.0),
+        longest_note_beats=max((p["longest_note_beats"] for p in presence), default=0.0))

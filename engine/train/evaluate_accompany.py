@@ -6,7 +6,9 @@ stream and against the reference (the real lower voices), on held-out pieces wit
    velocity token written in one.
 2. What a listener hears (`engine.music.harmony`), for the first `bars` bars of each test piece: CR, UR,
    the dissonant rest, parallel fifths/octaves per bar, crossings, the share of melody time with a sideman
-   voice above the melody, melody onsets with a sideman onset, each voice's range; for the model (planned
+   voice above the melody, melody onsets with a sideman onset, each voice's range, each voice's presence
+   (the worst voice's longest silence inside the melody, mean and worst over pieces, and the longest note
+   held, in quarter notes); for the model (planned
    exactly as live, `engine.offline.accompaniment.accompany`, commit window 0: the offline upper bound),
    the Markov model (the same planner), and the reference. Clean (the top voice as written) and as played
    (the top voice through the human-playing model, a seed training never uses).
@@ -176,6 +178,12 @@ def summarize(metrics: list) -> dict:
         if lows:
             out[f"range_{r}"] = [int(np.median(lows)), int(np.median(highs))]
     out["notes_per_piece"] = round(float(np.mean([m.notes for m in metrics])), 1)
+    # presence, in quarter notes: the mean over pieces of the worst voice's longest silence inside the melody,
+    # the worst of all pieces, and the longest note any voice held
+    silences = [m.longest_silence_beats for m in metrics]
+    out["silence_beats"] = round(float(np.mean(silences)), 2)
+    out["silence_beats_max"] = round(float(np.max(silences)), 2)
+    out["held_beats_max"] = round(float(np.max([m.longest_note_beats for m in metrics])), 2)
     return out
 
 
@@ -187,7 +195,7 @@ def reference_metrics(pieces, played: bool) -> dict:
         if played:
             notes = [n for n in notes if n.role != 0] + _played_melody_notes(melody_of(piece, roles, end, True))
         bar = Meter(*map(int, piece.bars[0, 1:])).bar_ticks(V.config.ticks_per_beat)
-        rows.append(accompaniment_metrics(notes, bar))
+        rows.append(accompaniment_metrics(notes, bar, beat_ticks=V.config.ticks_per_beat))
     return summarize(rows)
 
 
@@ -205,7 +213,7 @@ def accompany_metrics(source, pieces, played: bool, seed: int, commit_ticks: int
             _played_melody_notes(melody)
         notes += _notes_of_events(result.events)
         bar = Meter(*map(int, piece.bars[0, 1:])).bar_ticks(V.config.ticks_per_beat)
-        metrics.append(accompaniment_metrics(notes, bar))
+        metrics.append(accompaniment_metrics(notes, bar, beat_ticks=V.config.ticks_per_beat))
     return summarize(metrics)
 
 
@@ -280,7 +288,7 @@ def format_report(r: dict) -> str:
         lines.append(f"  {name:26s} {m['sideman_loss']:.4f}  ({100 * m['loss_vs_markov']:.1f} % below Markov)")
     lines.append(f"  {'markov (order %d)' % r['markov_order']:26s} {r['sideman_loss_markov']:.4f}")
     head = (f"{'':28s} {'CR':>6s} {'UR':>6s} {'diss':>6s} {'par/bar':>7s} {'cross':>6s} {'above':>6s} {'onsets':>6s} "
-            f"{'notes':>6s}")
+            f"{'notes':>6s} {'sil':>5s} {'silmax':>6s} {'held':>5s}")
     for name in ("clean", "as_played"):
         if name not in r:
             continue
@@ -301,5 +309,6 @@ def format_report(r: dict) -> str:
         for label, m in rows:
             lines.append(f"  {label:26s} {m['cr']:6.3f} {m['ur']:6.3f} {m['dissonant']:6.3f} "
                          f"{m['parallels_per_bar']:7.3f} {m['crossing_share']:6.3f} {m['above_melody_share']:6.3f} "
-                         f"{m['onsets_together']:6.3f} {m['notes_per_piece']:6.1f}")
+                         f"{m['onsets_together']:6.3f} {m['notes_per_piece']:6.1f} {m.get('silence_beats', 0):5.1f} "
+                         f"{m.get('silence_beats_max', 0):6.1f} {m.get('held_beats_max', 0):5.1f}")
     return "\n".join(lines)

@@ -108,16 +108,3 @@ def test_a_short_accompaniment_bench_commits_inside_the_window_it_is_given_and_l
     assert set(result["voices"]) == {"alto", "tenor", "bass"}
     for name, voice in result["voices"].items():
         assert voice["notes"] >= 16 and voice["longest_silence_beats"] <= 6.5, (name, voice)
-
-
-def test_voice_presence_counts_each_voices_notes_and_longest_silence_inside_the_melodies():
-    from engine.bench.live_accompany import voice_presence
-    from engine.music.metrics import Note
-
-    notes = [Note(0, 500, 60, 64, 1), Note(500, 1000, 62, 64, 1), Note(2500, 3000, 64, 64, 1),  # alto: 1.5 s gap
-             Note(200, 900, 50, 64, 2),  # tenor: silent from 0.9 s to the span's end
-             Note(5000, 5500, 40, 64, 3)]  # bass: outside the span
-    out = voice_presence(notes, [(0.0, 4000.0)], beat_ms=500.0)
-    assert out[1] == {"notes": 3, "longest_silence_beats": 3.0, "longest_note_beats": 1.0}
-    assert out[2] == {"notes": 1, "longest_silence_beats": 6.2, "longest_note_beats": 1.4}
-    assert out[3] == {"notes": 0, "longest_silence_beats": 8.0, "longest_note_beats": 0.0}
