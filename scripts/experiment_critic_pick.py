@@ -40,11 +40,21 @@ from engine.train.humanize import play_melody
 from engine.train.style_classifier import load_classifier
 
 
+def critic_logits(module, melodies: list[Melody], max_len: int) -> np.ndarray:
+    """(N, S) the critic's style logits for each melody."""
+    with torch.inference_mode():
+        return np.stack([module.critic_logits(torch.tensor([encode_melody(m)[:max_len]])).float().reshape(-1)
+                         .numpy() for m in melodies])
+
+
+def softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def critic_probs(module, melodies: list[Melody], max_len: int) -> np.ndarray:
     """(N, S) the critic's style probabilities for each melody."""
-    with torch.inference_mode():
-        return np.stack([torch.softmax(module.critic_logits(torch.tensor([encode_melody(m)[:max_len]])).float(), -1)
-                         .numpy() for m in melodies])
+    return softmax(critic_logits(module, melodies, max_len))
 
 
 def style_loglik(restyler: Restyler, z: np.ndarray, tokens: list[int], header: int) -> np.ndarray:
@@ -124,10 +134,25 @@ def main() -> None:
               "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),
               "mean_candidate": round(float(verdict.mean()), 4), "critics": {}}
     for path, model in zip(a.models, loaded):
-        probs = critic_probs(model.module, heard, max_len)
+        logits = critic_logits(model.module, heard, max_len)  # (N, S)
+        probs = softmax(logits)
         p_target = probs[np.arange(len(targets)), targets]
+        generated_class = bool((model.card.get("critic") or {}).get("generated_class", False))
+        p_style_only = p_target
+        if generated_class:  # what the runtime picks by: P(real and of the target), a sixth class at logit 0
+            p_target = softmax(np.concatenate([logits, np.zeros((len(logits), 1))], 1))[np.arange(len(targets)),
+                                                                                          targets]
         row = {"correlation_with_verdict": round(float(np.corrcoef(p_target, verdict.astype(float))[0, 1]), 4),
-               "critic_calls_target": round(float((probs.argmax(1) == np.asarray(targets)).mean()), 4)}
+               "critic_calls_target": round(float((probs.argmax(1) == np.asarray(targets)).mean()), 4),
+               "generated_class": generated_class}
+        if generated_class:  # the same critic's five-way softmax, for comparison
+            row["style_only_correlation_with_verdict"] = round(float(np.corrcoef(p_style_only,
+                                                                                 verdict.astype(float))[0, 1]), 4)
+            for lam in (0.0, 0.5, 1.0, 2.0):
+                picks = [index[pr][int(np.argmax(p_style_only[index[pr]] + lam * chroma_given[index[pr]]))]
+                         for pr in pairs]
+                row[f"style_only_pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
+                                                         "chroma": round(float(chroma[picks].mean()), 4)}
         for lam in (0.0, 0.5, 1.0, 2.0):
             picks = [index[pr][int(np.argmax(p_target[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
             row[f"pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),

@@ -2,7 +2,8 @@
 `torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
 restyle-phrase, restyle-mmd, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style
 classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier, the restyle critic's
-(restyle-critic, tiny-restyle-critic) to engine.train.train_critic. Imports torch only when run."""
+(restyle-critic, restyle-critic-gan and their tiny runs) to engine.train.train_critic. Imports torch only when
+run."""
 
 from engine.train.arguments import add_arguments
 
@@ -10,7 +11,8 @@ __all__ = ["add_arguments", "run"]
 
 RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-noadv", "tiny-restyle")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
-CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic")
+CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic",
+                  "restyle-critic-gan", "tiny-restyle-critic-gan")
 
 
 def run(args) -> int:

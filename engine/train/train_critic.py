@@ -60,13 +60,63 @@ class CriticConfig:
     seed: int = 5
     data_limit: int = 0  # pieces per style (tiny runs for tests)
     threads: int = 2
+    # the GAN part: phrases the model itself restyled (train phrases into the other styles, the live settings)
+    # as a class of their own, "generated", beside the five real styles (a K+1 critic: the generated class's
+    # logit is fixed at 0, so the file's five logits keep their shape and the runtime's softmax over them is
+    # still the style of a real phrase). 0: real phrases only.
+    generated: int = 0
+    generated_weight: float = 1.0
 
 
 PRESETS = {
     "restyle-critic": CriticConfig(),
+    # the shipped critic on, against the model's own restyled phrases as well
+    "restyle-critic-gan": CriticConfig(name="restyle-critic-gan", steps=800, pool=12000, generated=3000, lr=2e-4),
     "tiny-restyle-critic": CriticConfig(name="tiny-restyle-critic", steps=6, batch_size=8, pool=64,
                                         test_per_style=4, data_limit=24, threads=1),
+    "tiny-restyle-critic-gan": CriticConfig(name="tiny-restyle-critic-gan", steps=6, batch_size=8, pool=64,
+                                            test_per_style=4, data_limit=24, threads=1, generated=6),
 }
+
+
+def with_generated_class(logits: torch.Tensor) -> torch.Tensor:
+    """(B, S) style logits -> (B, S + 1): the generated class's logit, fixed at 0, appended last."""
+    return torch.cat([logits, logits.new_zeros(logits.shape[0], 1)], dim=1)
+
+
+def generated_phrases(path: Path, sampler: PhraseSampler, n: int, rng: np.random.Generator, cfg: CriticConfig,
+                      max_len: int) -> list[list[int]]:
+    """`n` phrases the model in `path` restyled: train phrases (transposed, as played half the time) into
+    another style drawn at random, with the live mode's settings (one sample, guidance, register), written as
+    the model wrote them (the target's bar lines), as the pick hears its candidates."""
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+
+    restyler = Restyler(ModelSession(load_model(path, DEFAULT_VOCAB), device="cpu", threads=cfg.threads),
+                        DEFAULT_VOCAB)
+    lo, hi = cfg.transpose
+    out: list[list[int]] = []
+    while len(out) < n:
+        m, style = sampler.draw()
+        m = m.transposed(int(rng.integers(lo, hi + 1)))
+        if rng.random() < cfg.played_share:
+            m = play_melody(m, rng)
+        target = int(rng.choice([s for s in range(len(STYLE_NAMES)) if s != style]))
+        decode = restyler.begin(m, RestyleSettings(style=STYLE_NAMES[target]), seed=int(rng.integers(2**31)))
+        decode.run()
+        heard = Melody(decode.result().notes, decode.meter, decode.bars)
+        if len(heard.notes):
+            out.append(encode_melody(heard)[:max_len])
+        if len(out) % 500 == 0 and out:
+            log.info("generated %d of %d phrases", len(out), n)
+    return out
+
+
+def generated_share(model: RestyleLM, phrases: list[list[int]]) -> float:
+    """The share of `phrases` the critic calls generated (a K+1 critic: P(generated) > 1/2)."""
+    model.critic.eval()
+    with torch.no_grad():
+        return float(np.mean([float(model.critic(torch.tensor([t]))[0].logsumexp(0)) < 0.0 for t in phrases]))
 
 
 def rebarred_at_random(m: Melody, rng: np.random.Generator, share: float) -> Melody:
@@ -137,13 +187,25 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
     sets["rebarred"] = [rebarred_at_random(m, test_rng, 1.0) for m in sets["clean"]]
     styles = [p.style for p in test]
     before = {k: round(critic_accuracy(model, v, styles), 4) for k, v in sets.items()}
+    fakes, fakes_test = [], []
+    if cfg.generated:
+        made = generated_phrases(REPO / cfg.model, sampler, cfg.generated + max(1, cfg.generated // 10), rng, cfg,
+                                max_len)  # a tenth held out
+        fakes, fakes_test = made[: cfg.generated], made[cfg.generated:]
     opt = torch.optim.AdamW(model.critic.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     for step in range(cfg.steps):
         model.critic.train()
         idx = rng.integers(len(pool), size=cfg.batch_size)
         x = pad_batch([pool[i][0] for i in idx], DEFAULT_VOCAB.pad)  # (B, T)
         y = torch.tensor([pool[i][1] for i in idx])  # (B,)
-        loss = F.cross_entropy(model.critic(x), y)
+        if fakes:  # K+1 classes: the real phrases' styles, and "generated" (index S)
+            loss = F.cross_entropy(with_generated_class(model.critic(x)), y)
+            jdx = rng.integers(len(fakes), size=cfg.batch_size)
+            xf = pad_batch([fakes[j] for j in jdx], DEFAULT_VOCAB.pad)  # (B, T)
+            yf = torch.full((cfg.batch_size,), len(STYLE_NAMES))  # (B,)
+            loss = loss + cfg.generated_weight * F.cross_entropy(with_generated_class(model.critic(xf)), yf)
+        else:
+            loss = F.cross_entropy(model.critic(x), y)
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.critic.parameters(), cfg.grad_clip)
@@ -158,6 +220,12 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
     card["critic"] = {"retrained": "alone, on real train phrases barred at random (engine.train.train_critic)",
                       "config": asdict(cfg), "test_accuracy_before": before, "test_accuracy_after": after,
                       "test_phrases": len(test), "wall_time_s": round(time.monotonic() - t0, 1)}
+    if fakes:
+        card["critic"]["generated_class"] = True  # the runtime's pick reads P(real, target) (Restyler)
+        card["critic"]["retrained"] += ", and against the model's own restyled phrases as a class of their own"
+        card["critic"]["held_out_generated_called_generated"] = round(generated_share(model, fakes_test), 4)
+        log.info("held-out generated phrases called generated: %.3f",
+                 card["critic"]["held_out_generated_called_generated"])
     export_model(model, path, card)
     log.info("exported %s", path)
     return {"path": str(path), **card["critic"]}
