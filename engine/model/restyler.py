@@ -115,7 +115,6 @@ class Restyler:
         self.z_dim = int(session.card["restyle"]["z_dim"])
         self.n_styles = len(STYLE_NAMES)
         self.guide = guide if guide is not None else session.twin()
-        self.generated_class = bool((session.card.get("critic") or {}).get("generated_class", False))
 
     def _tensor(self, tokens: list[int]) -> torch.Tensor:
         return torch.tensor([tokens], dtype=torch.long, device=self.session.device)  # (1, T)
@@ -125,17 +124,6 @@ class Restyler:
         with torch.inference_mode():
             logits = self.session.module.critic_logits(self._tensor(tokens))
         return torch.softmax(logits.float(), -1).cpu().numpy()
-
-    def target_score(self, tokens: list[int], style: str) -> float:
-        """How surely the critic hears a written candidate as a real phrase of `style`: its probability of the
-        style, or, for a critic trained against the model's own phrases as well (the card's
-        `critic.generated_class`: a sixth class, "generated", whose logit is 0), P(real and of the style) =
-        exp(l_s) / (1 + sum exp(l))."""
-        with torch.inference_mode():
-            logits = self.session.module.critic_logits(self._tensor(tokens)).float().reshape(-1)  # (S,)
-        if self.generated_class:
-            logits = torch.cat([logits, logits.new_zeros(1)])  # (S + 1,)
-        return float(torch.softmax(logits, -1)[style_index(style)])
 
     def latent(self, tokens: list[int]) -> np.ndarray:
         """(N, Z): the posterior mean of each of the phrase's N bars (N = 1 for a model with one z a phrase)."""
@@ -183,7 +171,7 @@ class Restyler:
             if settings.candidates == 1:
                 return out
             heard = Melody(out.notes, decode.meter, decode.bars)  # as the model wrote it: the target's bar lines
-            style = self.target_score(encode_melody(heard, self.vocab), settings.style)
+            style = float(self.own_style(encode_melody(heard, self.vocab))[style_index(settings.style)])
             score = style + chroma_similarity(melody, out, self.vocab)
             if score > best_score:
                 best, best_score = out, score

@@ -63,7 +63,9 @@ class CriticConfig:
     # the GAN part: phrases the model itself restyled (train phrases into the other styles, the live settings)
     # as a class of their own, "generated", beside the five real styles (a K+1 critic: the generated class's
     # logit is fixed at 0, so the file's five logits keep their shape and the runtime's softmax over them is
-    # still the style of a real phrase). 0: real phrases only.
+    # still the style of a real phrase). 0: real phrases only. Measured and not shipped (docs/benchmarks.md,
+    # "Restyle: a critic trained against the model's own phrases"): read as P(real, target) its pick was
+    # worse, read as the five styles no better than the shipped critic's.
     generated: int = 0
     generated_weight: float = 1.0
 
@@ -221,7 +223,7 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
                       "config": asdict(cfg), "test_accuracy_before": before, "test_accuracy_after": after,
                       "test_phrases": len(test), "wall_time_s": round(time.monotonic() - t0, 1)}
     if fakes:
-        card["critic"]["generated_class"] = True  # the runtime's pick reads P(real, target) (Restyler)
+        card["critic"]["generated_class"] = True  # a sixth class at logit 0 (the runtime reads the five styles)
         card["critic"]["retrained"] += ", and against the model's own restyled phrases as a class of their own"
         card["critic"]["held_out_generated_called_generated"] = round(generated_share(model, fakes_test), 4)
         log.info("held-out generated phrases called generated: %.3f",
