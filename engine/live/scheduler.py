@@ -1,15 +1,13 @@
-"""The scheduler: sends timed MIDI events at their due time (a little late rather than not at all), drops what
-would be heard as a wrong rhythm, and never leaves a note hanging.
+"""The scheduler: sends timed MIDI events at their due time, drops what cannot be on time, and
+never leaves a note hanging.
 
 Design after python-rtmidi's examples/sequencer: an inbound queue, a heap keyed by due time, a
 stop Event, `stop(timeout)` then `join`. The thread blocks on the inbound queue until about 1 ms
 before the next due time, then spins on `perf_counter` for the last stretch.
 
 Rules, applied by `SchedulerCore` (pure logic, driven with explicit times in unit tests):
-- An event later than `tolerance_s` past due is late: sent, and counted as late, up to `drop_after_s` past due
-  (a chord tone 10 ms behind still fuses with its beat; a missing one is a hole) ...
-- ... later than that it is dropped and counted, never sent (it would be heard as a wrong rhythm) ...
-- ... except a note-off whose note-on was sent: it is sent however late, never dropped.
+- An event later than `tolerance_s` past due is dropped and counted, never sent late ...
+- ... except a note-off whose note-on was sent: it is sent late (counted as late), never dropped.
 - A dropped note-on also drops its matching note-off.
 - Every sounding (channel, pitch) is tracked with its tag and closed on `cut(tag)`, `panic()`,
   `stop()` and when the thread dies of an exception.
@@ -74,12 +72,9 @@ def realtime_priority_option(value: int) -> int | None:
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    # later than this past due: late (sent and counted). Two JACK periods of 128 frames at 48 kHz.
+    # later than this past due: dropped (note-offs of sounding notes: sent late). Under two JACK periods
+    # of 128 frames: a note a few ms late is inaudible, a dropped one is not.
     tolerance_s: float = 0.005
-    # later than this past due: dropped (note-offs of sounding notes: sent however late). Onsets under about
-    # 20 ms apart are heard together (Hirsh 1959; ensembles play 30-50 ms apart), so a note this late still
-    # lands on its beat, and a dropped one is a hole in the chord.
-    drop_after_s: float = 0.020
     spin_s: float = 0.001  # block until this long before due, then spin
     max_block_s: float = 0.1  # longest single wait on the inbound queue
     record: int = 100_000  # how many (due, sent) pairs to keep for benchmarks; 0 for none
@@ -90,8 +85,8 @@ class SchedulerConfig:
 class SchedulerStats:
     scheduled: int = 0
     sent: int = 0
-    dropped: int = 0  # past drop_after_s (and the note-offs of dropped note-ons)
-    late: int = 0  # sent past tolerance_s: note-ons and others up to drop_after_s, note-offs of sounding notes
+    dropped: int = 0  # too late (and the note-offs of dropped note-ons)
+    late: int = 0  # note-offs sent past tolerance so no note hangs
     cancelled: int = 0
     send_failed: int = 0  # the output refused
 
@@ -150,21 +145,18 @@ class SchedulerCore:
     def _dispatch(self, entry: _Entry, t: float) -> int:
         key = note_key(entry.data)
         late = t - entry.due > self.config.tolerance_s
-        too_late = t - entry.due > self.config.drop_after_s
         if key is None:
-            if too_late:
+            if late:
                 self.stats.dropped += 1
                 return 0
-            self.stats.late += int(late)
             return self._send(entry, t)
         kind, ch, pitch = key
         if kind == "on":
-            if too_late:
+            if late:
                 self.stats.dropped += 1
                 skey = (ch, pitch, entry.tag)
                 self._suppressed[skey] = self._suppressed.get(skey, 0) + 1
                 return 0
-            self.stats.late += int(late)
             if self._send(entry, t):
                 self._sounding.setdefault((ch, pitch), []).append(entry.tag)
                 return 1
@@ -188,10 +180,9 @@ class SchedulerCore:
             if late:
                 self.stats.late += 1
             return self._send(entry, t)
-        if too_late:  # a stray note-off for nothing sounding: harmless to drop
+        if late:  # a stray note-off for nothing sounding: harmless to drop
             self.stats.dropped += 1
             return 0
-        self.stats.late += int(late)
         return self._send(entry, t)
 
     def _send(self, entry: _Entry, t: float) -> int:
