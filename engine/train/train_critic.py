@@ -8,7 +8,9 @@ with the independent classifier at a correlation of only 0.29. Here it goes on f
 real phrases only (never the classifier, never generated ones), each drawn phrase barred another way half
 the time (its bars cut in two or three, or two or three joined: the same notes), so that what it hears is
 the notes in time, as a listener does and as the player's clock bars them. The decoder and the encoder are
-not touched; the model file is written again with the new critic and its card says so.
+not touched; the model file is written again with the new critic and its card says so. `restyle-critic-gan`
+also shows it phrases the model itself restyled, as a sixth class (the GAN's discriminator; measured, not
+shipped: `docs/benchmarks.md`).
 
     sideman train --config restyle-critic     # models/restyle.pt -> runs/restyle-critic/restyle.pt (+ card)
     python -m engine.train.train_critic runs/restyle-critic/restyle.pt --eval eval.json   # -> models/restyle.pt
