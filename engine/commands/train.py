@@ -2,8 +2,8 @@
 `torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
 restyle-phrase, restyle-mmd, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style
 classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier, the restyle critic's
-(restyle-critic, restyle-critic-gan and their tiny runs) to engine.train.train_critic. Imports torch only when
-run."""
+(restyle-critic, restyle-critic-gan and their tiny runs) to engine.train.train_critic, the decoder taught its
+critic's picks (restyle-picks, tiny-restyle-picks) to engine.train.train_picks. Imports torch only when run."""
 
 from engine.train.arguments import add_arguments
 
@@ -11,6 +11,7 @@ __all__ = ["add_arguments", "run"]
 
 RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-noadv", "tiny-restyle")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
+PICKS_CONFIGS = ("restyle-picks", "tiny-restyle-picks")
 CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic",
                   "restyle-critic-gan", "tiny-restyle-critic-gan")
 
@@ -29,6 +30,11 @@ def run(args) -> int:
         from engine.train.train_critic import load_critic_config, train_critic
 
         print(json.dumps(train_critic(load_critic_config(args.config, overrides)), indent=2))
+        return 0
+    if args.config in PICKS_CONFIGS:
+        from engine.train.train_picks import load_picks_config, train_picks
+
+        print(json.dumps(train_picks(load_picks_config(args.config, overrides)), indent=2))
         return 0
     if args.config in CLASSIFIER_CONFIGS:
         from dataclasses import replace

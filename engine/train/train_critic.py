@@ -42,7 +42,7 @@ from engine.train.train_restyle import RestyleTrainConfig, eval_metrics, pad_bat
 
 log = logging.getLogger("sideman.train.critic")
 REPO = Path(__file__).resolve().parents[2]
-CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic")  # what a file keeps
+CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic", "picks")  # what a file keeps
 
 
 @dataclass(frozen=True)

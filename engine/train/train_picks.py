@@ -1,0 +1,213 @@
+"""Teach a restyle model's decoder its own critic's picks: `sideman train --config restyle-picks`.
+
+Expert iteration (best-of-N distillation; the critic used in training, the issue's GAN part, without a
+relaxed output): train phrases (transposed, as played half the time) are restyled into another style drawn
+at random with the runtime's own settings (guidance, register, the target's bar lines), `candidates` each,
+and the one the runtime's pick keeps (the critic's p(target) + chroma to the phrase, `Restyler.restyle`)
+becomes a training example for the decoder, under the condition it was written with ([each bar's z, the
+target one-hot]). Half of each batch is real phrases with their own style, as in the model's training, so
+the decoder keeps reconstructing. The encoder and the critic are frozen: z, the probe and the critic's
+judgement are the model's as before; only what the decoder writes for a style moves.
+
+    sideman train --config restyle-picks     # models/restyle.pt -> runs/restyle-picks/restyle.pt (+ card)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from engine.corpus.phrases import PhraseSampler, style_corpus
+from engine.errors import ModelError
+from engine.model.modelfile import load_model
+from engine.music.melody import Melody, encode_melody
+from engine.music.similarity import chroma_similarity
+from engine.music.styles import STYLE_NAMES
+from engine.music.vocab import DEFAULT_VOCAB
+from engine.train.export import export_model
+from engine.train.humanize import play_melody
+from engine.train.train_critic import CARD_KEYS, load_restyle_model
+from engine.train.train_restyle import RestyleTrainConfig, one_hot, pad_batch, with_overrides
+
+log = logging.getLogger("sideman.train.picks")
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class PicksConfig:
+    name: str = "restyle-picks"
+    model: str = "models/restyle.pt"  # whose decoder is taught (relative to the repository)
+    pairs: int = 1500  # train phrases restyled, one target each
+    candidates: int = 8  # the runtime's offline default
+    steps: int = 600
+    batch_size: int = 32  # half picked, half real (real_share)
+    real_share: float = 0.5
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    word_dropout: float = 0.4  # as the model's training: the decoder keeps reading z
+    played_share: float = 0.5
+    transpose: tuple[int, int] = (-5, 6)
+    seed: int = 13
+    data_limit: int = 0  # pieces per style (tiny runs for tests)
+    threads: int = 1
+
+
+PRESETS = {
+    "restyle-picks": PicksConfig(),
+    "tiny-restyle-picks": PicksConfig(name="tiny-restyle-picks", pairs=6, candidates=2, steps=4, batch_size=4,
+                                      data_limit=24),
+}
+
+
+@dataclass(frozen=True)
+class Picked:
+    tokens: list[int]  # as the decoder wrote it (header, then the line in the target's bar lines)
+    z: np.ndarray  # (N, Z) the latents it was written under, one a bar
+    style: int  # the target
+
+
+def picked_phrases(path: Path, sampler: PhraseSampler, cfg: PicksConfig, rng: np.random.Generator) -> list[Picked]:
+    """`cfg.pairs` train phrases restyled with the runtime's settings; of each pair's candidates, the pick."""
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+
+    restyler = Restyler(ModelSession(load_model(path, DEFAULT_VOCAB), device="cpu", threads=cfg.threads),
+                        DEFAULT_VOCAB)
+    lo, hi = cfg.transpose
+    out: list[Picked] = []
+    t0 = time.monotonic()
+    while len(out) < cfg.pairs:
+        m, style = sampler.draw()
+        m = m.transposed(int(rng.integers(lo, hi + 1)))
+        if rng.random() < cfg.played_share:
+            m = play_melody(m, rng)
+        target = int(rng.choice([s for s in range(len(STYLE_NAMES)) if s != style]))
+        settings = RestyleSettings(style=STYLE_NAMES[target])
+        best, best_score = None, -1.0
+        for _ in range(cfg.candidates):
+            decode = restyler.begin(m, settings, seed=int(rng.integers(2**31)))
+            decode.run()
+            result = decode.result()
+            heard = Melody(result.notes, decode.meter, decode.bars)  # as the pick hears it
+            if not len(heard.notes):
+                continue
+            score = float(restyler.own_style(encode_melody(heard))[target]) + chroma_similarity(m, result)
+            if score > best_score:
+                z = np.stack([row[: restyler.z_dim].numpy() for row in decode.conditions[0].rows])  # (N, Z)
+                best, best_score = Picked(list(decode.tokens), z, target), score
+        if best is not None:
+            out.append(best)
+        if len(out) % 250 == 0 and out:
+            log.info("picked %d of %d (%.0f s)", len(out), cfg.pairs, time.monotonic() - t0)
+    return out
+
+
+def picked_loss(model, batch: list[Picked], word_dropout: float) -> torch.Tensor:
+    """The decoder's cross-entropy on picked lines under the condition they were written with."""
+    pad = DEFAULT_VOCAB.pad
+    tokens = pad_batch([p.tokens for p in batch], pad)  # (B, T)
+    n = max(len(p.z) for p in batch)
+    z = torch.zeros(len(batch), n, batch[0].z.shape[1])  # (B, N, Z)
+    for i, p in enumerate(batch):
+        z[i, : len(p.z)] = torch.from_numpy(p.z)
+    bars = torch.tensor([len(p.z) for p in batch])  # (B,)
+    styles = torch.tensor([p.style for p in batch])  # (B,)
+    return decoder_loss(model, tokens, z, styles, bars, word_dropout)
+
+
+def decoder_loss(model, tokens: torch.Tensor, z: torch.Tensor, styles: torch.Tensor, bars: torch.Tensor,
+                 word_dropout: float) -> torch.Tensor:
+    """tokens (B, T), z (B, N, Z), styles (B,), bars (B,): next-token cross-entropy under [z, style]."""
+    v = DEFAULT_VOCAB
+    inputs = tokens[:, :-1]
+    cond = model.bar_condition(z, one_hot(styles, model.n_styles), inputs, bars)  # (B, T-1, Z + S)
+    if word_dropout > 0:
+        ons = (inputs >= v.note_on_base) & (inputs < v.note_off_base)
+        inputs = inputs.masked_fill(ons & (torch.rand(inputs.shape) < word_dropout), v.pad)
+    logits = model(inputs, cond)  # (B, T-1, V)
+    target = tokens[:, 1:].clone()
+    target[target == v.pad] = -100
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
+
+
+def real_loss(model, sampler: PhraseSampler, size: int, cfg: PicksConfig, max_len: int,
+              rng: np.random.Generator) -> torch.Tensor:
+    """Real train phrases in their own style, z sampled from the frozen encoder (as the model was trained)."""
+    clean, source, styles = [], [], []
+    lo, hi = cfg.transpose
+    while len(clean) < size:
+        m, style = sampler.draw()
+        m = m.transposed(int(rng.integers(lo, hi + 1)))
+        tokens = encode_melody(m)
+        if len(tokens) > max_len:
+            continue
+        played = play_melody(m, rng) if rng.random() < cfg.played_share else m
+        clean.append(tokens)
+        source.append(encode_melody(played)[:max_len])
+        styles.append(style)
+    pad = DEFAULT_VOCAB.pad
+    with torch.no_grad():
+        mu, logvar, has = model.posterior(pad_batch(source, pad))  # (B, N, Z) x2, (B, N)
+        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    return decoder_loss(model, pad_batch(clean, pad), z, torch.tensor(styles), has.sum(1), cfg.word_dropout)
+
+
+def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
+    t0 = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model, card = load_restyle_model(REPO / cfg.model)
+    if RestyleTrainConfig.from_dict(card["training"]["config"]).latent != "bar":
+        raise ModelError(f"{cfg.model}: a model with one z a phrase; restyle-picks teaches the per-bar model")
+    max_len = model.restyle.max_len
+    corpus = style_corpus(cfg.data_limit)
+    rng = np.random.default_rng(cfg.seed)
+    sampler = PhraseSampler(corpus, "train", seed=cfg.seed, limit=cfg.data_limit)
+    picks = picked_phrases(REPO / cfg.model, sampler, cfg, rng)
+    generation_s = time.monotonic() - t0
+    frozen = list(model.encoder.parameters()) + list(model.critic.parameters())
+    for p in frozen:
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    n_real = int(round(cfg.batch_size * cfg.real_share))
+    model.train()
+    model.encoder.eval()
+    model.critic.eval()
+    for step in range(cfg.steps):
+        idx = rng.integers(len(picks), size=cfg.batch_size - n_real)
+        loss_picked = picked_loss(model, [picks[i] for i in idx], cfg.word_dropout)
+        loss = loss_picked
+        if n_real:
+            loss_real = real_loss(model, sampler, n_real, cfg, max_len, rng)
+            loss = (1.0 - cfg.real_share) * loss_picked + cfg.real_share * loss_real
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        if step % 100 == 0:
+            log.info("step %d: picked %.3f real %.3f (%.0f s)", step, loss_picked.item(),
+                     loss_real.item() if n_real else float("nan"), time.monotonic() - t0)
+    model.eval()
+    path = out or REPO / "runs" / cfg.name / "restyle.pt"
+    card = {k: card[k] for k in CARD_KEYS if k in card}
+    card["picks"] = {"taught": "the decoder on its own critic's picks of the runtime's candidates "
+                               "(engine.train.train_picks)", "config": asdict(cfg), "pairs": len(picks),
+                     "generation_s": round(generation_s, 1), "wall_time_s": round(time.monotonic() - t0, 1)}
+    export_model(model, path, card)
+    log.info("exported %s", path)
+    return {"path": str(path), **card["picks"]}
+
+
+def load_picks_config(name: str, overrides: dict | None = None) -> PicksConfig:
+    return with_overrides(PRESETS[name], overrides, "picks setting", ModelError)
+
+
+__all__ = ["PRESETS", "Picked", "PicksConfig", "load_picks_config", "picked_phrases", "train_picks"]
