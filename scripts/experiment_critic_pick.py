@@ -91,6 +91,7 @@ def main() -> None:
     p.add_argument("--generative", action="store_true",
                    help="also pick by the decoder's own likelihood of each candidate under each style (slow)")
     p.add_argument("--dump", default=None, help="also save each candidate's pair, critic p(target), chroma and verdict (.npz)")
+    p.add_argument("--guidance", type=float, default=RestyleSettings.guidance, help="the decoding's guidance")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -110,7 +111,8 @@ def main() -> None:
         for t in range(k):
             if t == ph.style:
                 continue
-            settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, sampling=SamplingConfig(0.8, 0, 0.95, None))
+            settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, guidance=a.guidance,
+                                       sampling=SamplingConfig(0.8, 0, 0.95, None))
             for c in range(a.candidates):
                 decode = restyler.begin(source, settings, seed=a.seed * 1000 + i * 10 + t + c)
                 decode.run()
@@ -129,7 +131,8 @@ def main() -> None:
     chroma_given = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(given, outs)])  # the pick's
     pairs = sorted(set(pair_of))
     index = {pr: [j for j, q in enumerate(pair_of) if q == pr] for pr in pairs}
-    report = {"models": a.models, "as_played": a.as_played, "pairs": len(pairs), "candidates": a.candidates,
+    report = {"models": a.models, "as_played": a.as_played, "guidance": a.guidance, "pairs": len(pairs),
+              "candidates": a.candidates,
               "one_sample": round(float(np.mean([verdict[index[pr][0]] for pr in pairs])), 4),
               "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),
               "mean_candidate": round(float(verdict.mean()), 4), "critics": {}}
