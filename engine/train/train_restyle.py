@@ -148,12 +148,10 @@ PRESETS: dict[str, RestyleTrainConfig] = {
     # little of the phrase (amount 0: chroma 0.37 to the source; best of 16 samples 0.57)
     "restyle-phrase": RestyleTrainConfig(name="restyle-phrase", latent="phrase", z_dim=64, beta_max=0.2,
                                          kl_per_token=False),
-    # the adversary on the posterior means, retrained 4x a step, and the style MMD beside it. Not yet trained
-    # from scratch (53 min). A 400-step continuation of the restyle run (lr ~5e-4) measured: probe on z 0.45
-    # (the same continuation without the MMD: 0.52; the restyle run 0.55), val recon 0.67 (0.62 without the
-    # MMD), best-of-8 target style 0.66 and chroma 0.57 on 160 clean pairs (restyle: 0.64, 0.59). A probe on
-    # each bar's own content (its pitch classes by half bar and its onsets) finds the style at 0.56: a z that
-    # keeps the bar carries about as much style as the bar does (docs/benchmarks.md)
+    # the adversary on the posterior means, retrained 4x a step, and the style MMD beside it. Trained from
+    # scratch (2026-12-07, 79 min): probe on z 0.315 (the restyle run 0.545), nothing beyond the meter, target
+    # style 0.68 one sample; but z no longer says where the phrase is (register, key): amount-0 chroma 0.22
+    # (restyle: 0.64), the pick's 0.44 against the 0.6 target. Not shipped (docs/benchmarks.md)
     "restyle-mmd": RestyleTrainConfig(name="restyle-mmd", adversary_reads="mu", adversary_steps=4, mmd_weight=2.0),
     # the ablation: the same schedule without the adversary, stopped at 1,000 steps (matched with restyle's
     # step1000.pt snapshot: identical but for the adversary)
