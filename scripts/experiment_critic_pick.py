@@ -118,7 +118,7 @@ def main() -> None:
                 decode.run()
                 out = decode.result()
                 if a.generative:
-                    z = np.stack([r[:restyler.z_dim].numpy() for r in decode.conditions[0].rows])  # (N, Z)
+                    z = np.stack([r[:-restyler.n_styles].numpy() for r in decode.conditions[0].rows])  # (N, Z [+ A])
                     gen_ll.append(style_loglik(restyler, z, decode.tokens, 4))
                 outs.append(out)
                 heard.append(Melody(out.notes, decode.meter, decode.bars))

@@ -1,6 +1,6 @@
 """`sideman train --config NAME`: train a model (engine.train.train); also runs under torchrun as
 `torchrun --nproc_per_node 2 -m engine.train.train --config NAME`. The restyle model's configs (restyle,
-restyle-phrase, restyle-mmd, restyle-noadv, tiny-restyle) go to engine.train.train_restyle, the style
+restyle-phrase, restyle-mmd, restyle-mmd-anchor, restyle-noadv and the tiny runs) go to engine.train.train_restyle, the style
 classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier, the restyle critic's
 (restyle-critic, restyle-critic-gan and their tiny runs) to engine.train.train_critic, the decoder taught its
 critic's picks (restyle-picks, tiny-restyle-picks) to engine.train.train_picks. Imports torch only when run."""
@@ -9,7 +9,8 @@ from engine.train.arguments import add_arguments
 
 __all__ = ["add_arguments", "run"]
 
-RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-noadv", "tiny-restyle")  # its PRESETS
+RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-mmd-anchor", "restyle-noadv", "tiny-restyle",
+                   "tiny-restyle-anchor")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
 PICKS_CONFIGS = ("restyle-picks", "tiny-restyle-picks")
 CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic",

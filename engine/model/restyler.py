@@ -113,6 +113,7 @@ class Restyler:
         self.vocab = vocab
         check_restyle_card(session.card, session.name)
         self.z_dim = int(session.card["restyle"]["z_dim"])
+        self.anchored = bool(session.card["restyle"].get("anchor", False))  # the decoder reads the phrase's anchor
         self.n_styles = len(STYLE_NAMES)
         self.guide = guide if guide is not None else session.twin()
 
@@ -131,6 +132,16 @@ class Restyler:
             z = self.session.module.encode(self._tensor(tokens)).float().cpu().numpy()
         return z.reshape(-1, self.z_dim)
 
+    def decoder_latents(self, tokens: list[int]) -> np.ndarray:
+        """(N, Z + A): what the decoder reads a bar: each bar's z, beside the phrase's anchor (its pitch
+        classes, mean pitch and range) for a model trained with one (A = 0 otherwise)."""
+        z = self.latent(tokens)  # (N, Z)
+        if not self.anchored:
+            return z
+        with torch.inference_mode():
+            a = self.session.module.anchor(self._tensor(tokens)).float().cpu().numpy()  # (A,)
+        return np.hstack([z, np.broadcast_to(a, (len(z), len(a)))]).astype(np.float32)
+
     def style_vector(self, own: np.ndarray, style: str, amount: float) -> np.ndarray:
         target = np.zeros(self.n_styles, dtype=np.float32)
         target[style_index(style)] = 1.0
@@ -145,7 +156,7 @@ class Restyler:
         view = barred_for(melody, settings.style, self.vocab) if settings.rebar else melody
         if view is not melody:
             tokens = encode_melody(view, self.vocab)[:max_len]
-        z = self.latent(tokens)  # (N, Z): one a bar of the view
+        z = self.decoder_latents(tokens)  # (N, Z [+ A]): one a bar of the view
         style = self.style_vector(own, settings.style, settings.amount)
         conditions = [BarConditions(self.session, z, style)]
         logits = self.session

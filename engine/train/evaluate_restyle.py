@@ -203,7 +203,7 @@ def reconstruction_accuracy(restyler: Restyler, phrases, rng=None) -> float:
         for p in phrases:
             clean = encode_melody(p.melody)
             src = encode_melody(play_melody(p.melody, rng)) if rng is not None else clean
-            z = torch.from_numpy(restyler.latent(src)).unsqueeze(0)  # (1, N, Z)
+            z = torch.from_numpy(restyler.decoder_latents(src)).unsqueeze(0)  # (1, N, Z [+ A])
             style = torch.zeros(1, len(STYLE_NAMES))
             style[0, p.style] = 1.0
             inputs = torch.tensor([clean[:-1]])

@@ -3,7 +3,8 @@
     encoder   a phrase's RESTYLE stream (as played or as written) -> q(z_b | phrase) = N(mu_b, sigma_b^2), one
               z_b in R^Z per bar b (latent = "bar"; bidirectional attention over the whole phrase, pooled per bar),
               or one for the whole phrase (latent = "phrase", the first design)
-    decoder   `TransformerLM` with a condition vector [z_b, style] at each position, b the bar the position is
+    decoder   `TransformerLM` with a condition vector [z_b, anchor, style] at each position (the anchor: where
+              the phrase is, its pitch classes, mean pitch and range, for models trained with it), b the bar the position is
               in: style is a point of the style simplex (a one-hot of the target style, or a mix of the phrase's
               own and the target's: the amount)
     critic    a separate small encoder: the phrase -> logits over the styles. Trained on real phrases only;
@@ -14,6 +15,7 @@
 decode kernel drive its decoder as they drive any model) with two more TorchScript methods:
 
     encode(tokens (1, T)) -> (N, Z)        the posterior means, one per bar (N bars; N = 1 for latent "phrase")
+    anchor(tokens (1, T)) -> (A,)          where the phrase is (pitch classes, mean pitch, range; A = 0 without)
     critic_logits(tokens (1, T)) -> (S,)    the critic's logits
 
 Training-only parts (the latent adversary) live in `engine.train.train_restyle`, not here.
@@ -32,6 +34,7 @@ from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.model import ModelConfig, TransformerLM
 
 LATENTS = ("bar", "phrase")
+ANCHOR_DIM = 14  # the anchor: 12 pitch classes, mean pitch, range
 
 
 @dataclass(frozen=True)
@@ -46,14 +49,22 @@ class RestyleConfig:
     max_len: int = 256  # tokens of a phrase the encoders read (the longest 4-bar phrases fit)
     dropout: float = 0.1
     latent: str = "bar"  # "bar": one z per bar; "phrase": one z for the phrase (the first design)
+    # where the phrase is, handed to the decoder beside z (not through it): its note-ons' pitch-class profile
+    # (12), mean pitch and range (2); 0: none (every model before 2026-12-07). With it z need not carry the
+    # register and key that the styles differ in (the style MMD run lost them: docs/benchmarks.md)
+    anchor: bool = False
 
     def __post_init__(self) -> None:
         if self.latent not in LATENTS:
             raise ValueError(f"latent {self.latent!r}: choose one of {', '.join(LATENTS)}")
 
     @property
+    def anchor_dim(self) -> int:
+        return ANCHOR_DIM if self.anchor else 0
+
+    @property
     def cond_dim(self) -> int:
-        return self.z_dim + self.n_styles
+        return self.z_dim + self.anchor_dim + self.n_styles
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -154,7 +165,10 @@ class RestyleLM(TransformerLM):
         self.z_dim = rcfg.z_dim
         self.n_styles = rcfg.n_styles
         self.per_bar = rcfg.latent == "bar"
+        self.anchor_dim = rcfg.anchor_dim
         self.pad, self.bar, self.eos = pad, bar, eos
+        self.note_on_base = DEFAULT_VOCAB.note_on_base
+        self.n_pitches = DEFAULT_VOCAB.config.n_pitches
         self.encoder = PhraseEncoder(cfg.vocab_size, rcfg.enc_d, rcfg.enc_layers, rcfg.enc_heads, rcfg.max_len,
                                      2 * rcfg.z_dim, pad, rcfg.dropout)
         self.critic = PhraseEncoder(cfg.vocab_size, rcfg.critic_d, rcfg.critic_layers, 4, rcfg.max_len,
@@ -181,6 +195,40 @@ class RestyleLM(TransformerLM):
     def bar_condition(self, z: Tensor, style: Tensor, tokens: Tensor, bars: Tensor) -> Tensor:
         """`bar_condition` with this model's BAR, EOS and PAD."""
         return bar_condition(z, style, tokens, bars, self.bar, self.eos, self.pad)
+
+    def phrase_anchor(self, tokens: Tensor) -> Tensor:
+        """tokens (B, T) -> where each phrase is (B, A): its note-ons' pitch-class shares (12), mean pitch
+        ((p - 60) / 12) and range (/ 12); (B, 0) for a model without the anchor."""
+        B = tokens.size(0)
+        if self.anchor_dim == 0:
+            return torch.zeros(B, 0, device=tokens.device)
+        rel = tokens - self.note_on_base
+        ons = ((rel >= 0) & (rel < self.n_pitches)).float()  # (B, T)
+        pitch = rel.clamp(0, self.n_pitches - 1)  # (B, T)
+        count = ons.sum(1).clamp_min(1.0)  # (B,)
+        classes = F.one_hot(pitch % 12, 12).float() * ons.unsqueeze(-1)  # (B, T, 12)
+        profile = classes.sum(1) / count.unsqueeze(-1)  # (B, 12)
+        p = pitch.float()
+        mean = (p * ons).sum(1) / count  # (B,)
+        high = torch.where(ons > 0, p, torch.full_like(p, -1.0)).amax(1)
+        low = torch.where(ons > 0, p, torch.full_like(p, 1000.0)).amin(1)
+        has = ons.sum(1) > 0
+        mean = torch.where(has, (mean - 60.0) / 12.0, torch.zeros_like(mean))
+        span = torch.where(has, (high - low) / 12.0, torch.zeros_like(mean))
+        return torch.cat([profile, mean.unsqueeze(-1), span.unsqueeze(-1)], dim=-1)  # (B, 14)
+
+    def decoder_latents(self, z: Tensor, tokens: Tensor) -> Tensor:
+        """z (B, N, Z) and the phrase the encoder read (B, T) -> what the decoder reads a bar (B, N, Z + A):
+        z beside the phrase's anchor."""
+        if self.anchor_dim == 0:
+            return z
+        a = self.phrase_anchor(tokens[:, : self.encoder.max_len])  # (B, A)
+        return torch.cat([z, a.unsqueeze(1).expand(-1, z.size(1), -1)], dim=-1)
+
+    @torch.jit.export
+    def anchor(self, tokens: Tensor) -> Tensor:
+        """tokens (1, T) -> the phrase's anchor (A,) (empty for a model without one)."""
+        return self.phrase_anchor(tokens[:, : self.encoder.max_len])[0]
 
     @torch.jit.export
     def encode(self, tokens: Tensor) -> Tensor:

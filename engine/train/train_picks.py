@@ -69,7 +69,7 @@ PRESETS = {
 @dataclass(frozen=True)
 class Picked:
     tokens: list[int]  # as the decoder wrote it (header, then the line in the target's bar lines)
-    z: np.ndarray  # (N, Z) the latents it was written under, one a bar
+    z: np.ndarray  # (N, Z [+ A]) what the decoder read a bar when it wrote it (z, and the anchor if any)
     style: int  # the target
 
 
@@ -100,7 +100,7 @@ def picked_phrases(path: Path, sampler: PhraseSampler, cfg: PicksConfig, rng: np
                 continue
             score = float(restyler.own_style(encode_melody(heard))[target]) + chroma_similarity(m, result)
             if score > best_score:
-                z = np.stack([row[: restyler.z_dim].numpy() for row in decode.conditions[0].rows])  # (N, Z)
+                z = np.stack([row[: -restyler.n_styles].numpy() for row in decode.conditions[0].rows])  # (N, Z [+ A])
                 best, best_score = Picked(list(decode.tokens), z, target), score
         if best is not None:
             out.append(best)
@@ -114,7 +114,7 @@ def picked_loss(model, batch: list[Picked], word_dropout: float) -> torch.Tensor
     pad = DEFAULT_VOCAB.pad
     tokens = pad_batch([p.tokens for p in batch], pad)  # (B, T)
     n = max(len(p.z) for p in batch)
-    z = torch.zeros(len(batch), n, batch[0].z.shape[1])  # (B, N, Z)
+    z = torch.zeros(len(batch), n, batch[0].z.shape[1])  # (B, N, Z [+ A])
     for i, p in enumerate(batch):
         z[i, : len(p.z)] = torch.from_numpy(p.z)
     bars = torch.tensor([len(p.z) for p in batch])  # (B,)
@@ -154,8 +154,9 @@ def real_loss(model, sampler: PhraseSampler, size: int, cfg: PicksConfig, max_le
         styles.append(style)
     pad = DEFAULT_VOCAB.pad
     with torch.no_grad():
-        mu, logvar, has = model.posterior(pad_batch(source, pad))  # (B, N, Z) x2, (B, N)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+        src = pad_batch(source, pad)  # (B, T)
+        mu, logvar, has = model.posterior(src)  # (B, N, Z) x2, (B, N)
+        z = model.decoder_latents(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), src)  # (B, N, Z [+ A])
     return decoder_loss(model, pad_batch(clean, pad), z, torch.tensor(styles), has.sum(1), cfg.word_dropout)
 
 

@@ -99,6 +99,7 @@ class RestyleTrainConfig:
     adversary_bank: int = 16  # batches of latents the adversary trains on (steps > 0)
     adversary_lr: float = 1e-3  # (steps > 0)
     mmd_weight: float = 0.0  # the style MMD on the adversary's latents (engine.train.style_mmd); 0: off
+    anchor: bool = False  # the phrase's pitch classes, mean pitch and range to the decoder beside z (restyle_model)
 
     def __post_init__(self) -> None:
         if self.adversary_reads not in ("mu", "z"):
@@ -139,7 +140,7 @@ class RestyleTrainConfig:
     def restyle_config(self) -> RestyleConfig:
         return RestyleConfig(z_dim=self.z_dim, n_styles=len(STYLE_NAMES), enc_d=self.enc_d,
                              enc_layers=self.enc_layers, critic_d=self.critic_d, critic_layers=self.critic_layers,
-                             max_len=self.max_len, dropout=self.dropout, latent=self.latent)
+                             max_len=self.max_len, dropout=self.dropout, latent=self.latent, anchor=self.anchor)
 
 
 PRESETS: dict[str, RestyleTrainConfig] = {
@@ -153,6 +154,10 @@ PRESETS: dict[str, RestyleTrainConfig] = {
     # style 0.68 one sample; but z no longer says where the phrase is (register, key): amount-0 chroma 0.22
     # (restyle: 0.64), the pick's 0.44 against the 0.6 target. Not shipped (docs/benchmarks.md)
     "restyle-mmd": RestyleTrainConfig(name="restyle-mmd", adversary_reads="mu", adversary_steps=4, mmd_weight=2.0),
+    # restyle-mmd with the anchor: where the phrase is (its pitch classes, mean pitch, range) handed to the
+    # decoder beside z, so that z, whose styles' latents the MMD makes alike, need not say it. Not yet trained
+    "restyle-mmd-anchor": RestyleTrainConfig(name="restyle-mmd-anchor", adversary_reads="mu", adversary_steps=4,
+                                             mmd_weight=2.0, anchor=True),
     # the ablation: the same schedule without the adversary, stopped at 1,000 steps (matched with restyle's
     # step1000.pt snapshot: identical but for the adversary)
     "restyle-noadv": RestyleTrainConfig(name="restyle-noadv", adversary=False, stop_at=1000),
@@ -162,6 +167,8 @@ PRESETS: dict[str, RestyleTrainConfig] = {
                                        checkpoint_every=10, kl_anneal_steps=10, adversary_ramp_steps=10,
                                        data_limit=24),
 }
+PRESETS["tiny-restyle-anchor"] = replace(PRESETS["tiny-restyle"], name="tiny-restyle-anchor", anchor=True,
+                                         adversary_reads="mu", adversary_steps=2, mmd_weight=1.0)
 
 
 def load_restyle_config(name: str, overrides: dict | None = None) -> RestyleTrainConfig:
@@ -240,7 +247,8 @@ def losses(model: RestyleLM, adversary: LatentAdversary | None, clean: torch.Ten
     mu, logvar, has = model.posterior(source)  # (B, N, Z), (B, N, Z), (B, N)
     z = mu + torch.randn_like(mu) * (0.5 * logvar).exp() if sample else mu
     inputs = clean[:, :-1]
-    cond = model.bar_condition(z, one_hot(styles, model.n_styles), inputs, has.sum(1))  # (B, T-1, Z + S)
+    # (B, T-1, Z + A + S): each bar's z beside the phrase's anchor (A = 0 without), and the style
+    cond = model.bar_condition(model.decoder_latents(z, source), one_hot(styles, model.n_styles), inputs, has.sum(1))
     if sample and cfg.word_dropout > 0:  # (training) hide some input note-ons so the decoder reads z
         v = DEFAULT_VOCAB
         ons = (inputs >= v.note_on_base) & (inputs < v.note_off_base)

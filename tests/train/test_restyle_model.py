@@ -147,8 +147,9 @@ def test_the_objective_has_every_term_and_the_adversary_reads_the_latents(model,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("game", [{}, {"adversary_reads": "mu", "adversary_steps": 2, "mmd_weight": 1.0}],
-                         ids=["co-trained", "best-response-and-mmd"])
+@pytest.mark.parametrize("game", [{}, {"adversary_reads": "mu", "adversary_steps": 2, "mmd_weight": 1.0},
+                                  {"adversary_reads": "mu", "adversary_steps": 2, "mmd_weight": 1.0, "anchor": True}],
+                         ids=["co-trained", "best-response-and-mmd", "mmd-and-anchor"])
 def test_a_tiny_training_run_on_real_phrases_exports_a_model_the_runtime_restyles_with(tmp_path, game):
     import json
     from dataclasses import replace
@@ -207,3 +208,39 @@ def test_every_restyle_preset_is_reachable_from_sideman_train():
     from engine.commands.train import RESTYLE_CONFIGS
 
     assert set(RESTYLE_CONFIGS) == set(PRESETS)
+
+
+def test_the_anchor_is_where_the_phrase_is_and_reaches_the_decoder_beside_z(tmp_path):
+    """A model trained with the anchor: the phrase's pitch-class shares, mean pitch and range, from its note-ons;
+    the decoder's condition is [z, anchor, style]; the exported file's `anchor` method gives the same and the
+    runtime decodes with it; a model without one reads z alone, as before."""
+    from engine.music.styles import STYLE_NAMES
+    from engine.train.restyle_model import ANCHOR_DIM
+
+    cfg = PRESETS["tiny-restyle-anchor"]
+    assert cfg.model_config().cond_dim == cfg.z_dim + ANCHOR_DIM + 5
+    torch.manual_seed(0)
+    model = RestyleLM(cfg.model_config(), cfg.restyle_config(), V.pad).eval()
+    tokens = torch.tensor([encode_melody(tune())])  # D F# A D' C#' B A F#: pitches 62..74
+    a = model.phrase_anchor(tokens)[0]  # (14,)
+    pitches = [62, 66, 69, 74, 73, 71, 69, 66]
+    shares = np.bincount([p % 12 for p in pitches], minlength=12) / len(pitches)
+    assert np.allclose(a[:12].numpy(), shares)
+    assert a[12].item() == pytest.approx((np.mean(pitches) - 60) / 12) and a[13].item() == pytest.approx(1.0)
+    higher = model.phrase_anchor(torch.tensor([encode_melody(tune(12))]))[0]
+    assert torch.allclose(higher[:12], a[:12]) and higher[12].item() == pytest.approx(a[12].item() + 1)
+    z = torch.randn(1, 1, cfg.z_dim)
+    assert torch.equal(model.decoder_latents(z, tokens)[0, 0], torch.cat([z[0, 0], a]))
+    plain = RestyleLM(TINY.model_config(), TINY.restyle_config(), V.pad).eval()
+    assert torch.equal(plain.decoder_latents(z, tokens), z) and plain.phrase_anchor(tokens).shape == (1, 0)
+    # the file, through the runtime
+    path = tmp_path / "anchored.pt"
+    export_model(model, path, {"name": "anchored", "task": "RESTYLE", "styles": list(STYLE_NAMES),
+                               "restyle": cfg.restyle_config().to_dict()})
+    restyler = Restyler(ModelSession(load_model(path, V), device="cpu", threads=1))
+    rows = restyler.decoder_latents(encode_melody(tune()))  # (N, Z + A)
+    assert restyler.anchored and rows.shape == (1, cfg.z_dim + ANCHOR_DIM)
+    assert np.allclose(rows[0, cfg.z_dim:], a.numpy(), atol=1e-6)
+    assert restyler.latent(encode_melody(tune())).shape == (1, cfg.z_dim)  # the probe reads z alone
+    out = restyler.restyle(tune(), RestyleSettings(style="chorale"), seed=0)
+    assert out.meter == Meter(4, 4) and (out.notes[:, 1] <= 96).all()
