@@ -100,20 +100,25 @@ def _register(sources: list[Melody], outputs: list[Melody]) -> tuple[float, floa
     return float(np.mean([m.out_of_range for m in heard])), float(np.median([m.register_distance for m in heard]))
 
 
+def _latents_by_phrase(restyler: Restyler, phrases, rng=None) -> list[np.ndarray]:
+    """Each phrase's latents (N, Z): one a bar, or one a phrase."""
+    return [restyler.latent(encode_melody(play_melody(p.melody, rng) if rng is not None else p.melody))
+            for p in phrases]
+
+
 def _latents(restyler: Restyler, phrases, rng=None) -> tuple[np.ndarray, np.ndarray]:
     """Every latent the decoder reads (one a bar, or one a phrase) (M, Z), with its phrase's style (M,)."""
-    rows, styles = [], []
-    for p in phrases:
-        m = play_melody(p.melody, rng) if rng is not None else p.melody
-        z = restyler.latent(encode_melody(m))  # (N, Z)
-        rows.append(z)
-        styles += [p.style] * len(z)
-    return np.concatenate(rows), np.asarray(styles)
+    rows = _latents_by_phrase(restyler, phrases, rng)
+    return np.concatenate(rows), np.repeat([p.style for p in phrases], [len(z) for z in rows])
 
 
-def _z_counts(restyler: Restyler, phrases) -> list[int]:
-    """How many latents each phrase has (the rows `_latents` gives it)."""
-    return [len(restyler.latent(encode_melody(p.melody))) for p in phrases]
+def _latents_with_meter(restyler: Restyler, phrases,
+                        meters: list[Meter]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`_latents`, with each row's phrase meter as a one-hot (M, len(meters)) between them."""
+    rows = _latents_by_phrase(restyler, phrases)
+    counts = [len(z) for z in rows]
+    return (np.concatenate(rows), meter_rows(phrases, counts, meters),
+            np.repeat([p.style for p in phrases], counts))
 
 
 def _bar_counts(phrases) -> list[int]:
@@ -333,10 +338,8 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
         probes[name] = round(probe_accuracy(*_latents(r, train_ph), *_latents(r, test_ph), seed), 4)
         probes[f"{name}_path"] = str(path)
         for d, (train_tr, test_tr) in enumerate(draws):
-            (z_tr, y_tr), (z_te, y_te) = _latents(r, train_tr), _latents(r, test_tr)
-            given.setdefault(name, []).append(probe_given_meter(
-                z_tr, meter_rows(train_tr, _z_counts(r, train_tr), meters), y_tr,
-                z_te, meter_rows(test_tr, _z_counts(r, test_tr), meters), y_te, seed + d))
+            (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters) for ph in (train_tr, test_tr))
+            given.setdefault(name, []).append(probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
     probes["bar_content"] = round(probe_accuracy(*bar_content(train_ph), *bar_content(test_ph), seed), 4)
     for d, (train_tr, test_tr) in enumerate(draws):
         (c_tr, y_tr), (c_te, y_te) = bar_content(train_tr), bar_content(test_tr)
@@ -379,7 +382,8 @@ def format_report(r: dict) -> str:
                  f"ablation (no adversary) {p.get('ablation', '-')}; the same probe on each bar's own content "
                  f"{p.get('bar_content', '-')}")
     for name, g in p.get("given_meter", {}).items():
-        lines.append(f"  given the meter (phrases transposed as the judge's): {name}: the meter alone {g['meter']:.3f}, "
+        lines.append(f"  given the meter (phrases transposed as the judge's): {name}: "
+                     f"the meter alone {g['meter']:.3f}, "
                      f"with it {g['with_meter']:.3f}, beyond the meter {g['beyond_meter']:+.3f} "
                      f"(draws {', '.join(f'{x:+.3f}' for x in g.get('draws', []))})")
     return "\n".join(lines)

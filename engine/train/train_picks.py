@@ -33,7 +33,7 @@ from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.export import export_model
 from engine.train.humanize import play_melody
 from engine.train.train_critic import CARD_KEYS, load_restyle_model
-from engine.train.train_restyle import RestyleTrainConfig, one_hot, pad_batch, with_overrides
+from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, one_hot, pad_batch, with_overrides
 
 log = logging.getLogger("sideman.train.picks")
 REPO = Path(__file__).resolve().parents[2]
@@ -137,27 +137,14 @@ def decoder_loss(model, tokens: torch.Tensor, z: torch.Tensor, styles: torch.Ten
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
 
 
-def real_loss(model, sampler: PhraseSampler, size: int, cfg: PicksConfig, max_len: int,
-              rng: np.random.Generator) -> torch.Tensor:
-    """Real train phrases in their own style, z sampled from the frozen encoder (as the model was trained)."""
-    clean, source, styles = [], [], []
-    lo, hi = cfg.transpose
-    while len(clean) < size:
-        m, style = sampler.draw()
-        m = m.transposed(int(rng.integers(lo, hi + 1)))
-        tokens = encode_melody(m)
-        if len(tokens) > max_len:
-            continue
-        played = play_melody(m, rng) if rng.random() < cfg.played_share else m
-        clean.append(tokens)
-        source.append(encode_melody(played)[:max_len])
-        styles.append(style)
-    pad = DEFAULT_VOCAB.pad
+def real_loss(model, batches: PhraseBatches, size: int, word_dropout: float) -> torch.Tensor:
+    """Real train phrases in their own style, drawn as the model's training drew them (`PhraseBatches`), z
+    sampled from the frozen encoder."""
+    clean, source, styles = batches.batch(size)  # (B, T), (B, T'), (B,)
     with torch.no_grad():
-        src = pad_batch(source, pad)  # (B, T)
-        mu, logvar, has = model.posterior(src)  # (B, N, Z) x2, (B, N)
-        z = model.decoder_latents(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), src)  # (B, N, Z [+ A])
-    return decoder_loss(model, pad_batch(clean, pad), z, torch.tensor(styles), has.sum(1), cfg.word_dropout)
+        mu, logvar, has = model.posterior(source)  # (B, N, Z) x2, (B, N)
+        z = model.decoder_latents(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), source)  # (B, N, Z [+ A])
+    return decoder_loss(model, clean, z, styles, has.sum(1), word_dropout)
 
 
 def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
@@ -165,13 +152,14 @@ def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model, card = load_restyle_model(REPO / cfg.model)
-    if RestyleTrainConfig.from_dict(card["training"]["config"]).latent != "bar":
+    trained = RestyleTrainConfig.from_dict(card["training"]["config"])
+    if trained.latent != "bar":
         raise ModelError(f"{cfg.model}: a model with one z a phrase; restyle-picks teaches the per-bar model")
-    max_len = model.restyle.max_len
     corpus = style_corpus(cfg.data_limit)
     rng = np.random.default_rng(cfg.seed)
     sampler = PhraseSampler(corpus, "train", seed=cfg.seed, limit=cfg.data_limit)
     picks = picked_phrases(REPO / cfg.model, sampler, cfg, rng)
+    batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
     generation_s = time.monotonic() - t0
     frozen = list(model.encoder.parameters()) + list(model.critic.parameters())
     for p in frozen:
@@ -187,7 +175,7 @@ def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
         loss_picked = picked_loss(model, [picks[i] for i in idx], cfg.word_dropout)
         loss = loss_picked
         if n_real:
-            loss_real = real_loss(model, sampler, n_real, cfg, max_len, rng)
+            loss_real = real_loss(model, batches, n_real, cfg.word_dropout)
             loss = (1.0 - cfg.real_share) * loss_picked + cfg.real_share * loss_real
         opt.zero_grad()
         loss.backward()
