@@ -27,7 +27,9 @@ style, from the phrase as written (clean) and as a person plays it (`play_melody
                        Renaissance), so "chance" for a probe that may read it is the probe on the meter alone.
                        Measured on phrases transposed as the judge's are: the probe on the meter alone, on
                        [z, meter], and what z adds beyond the meter (their difference), for the model, the
-                       ablation and each bar's own content
+                       ablation and each bar's own content. For a model with the anchor (the phrase's
+                       pitch-class shares, mean pitch and range, handed to the decoder beside z), the same
+                       probes on the anchor alone and on [z, anchor], everything the decoder reads
 """
 
 from __future__ import annotations
@@ -100,22 +102,34 @@ def _register(sources: list[Melody], outputs: list[Melody]) -> tuple[float, floa
     return float(np.mean([m.out_of_range for m in heard])), float(np.median([m.register_distance for m in heard]))
 
 
-def _latents_by_phrase(restyler: Restyler, phrases, rng=None) -> list[np.ndarray]:
-    """Each phrase's latents (N, Z): one a bar, or one a phrase."""
-    return [restyler.latent(encode_melody(play_melody(p.melody, rng) if rng is not None else p.melody))
-            for p in phrases]
+LATENT_VIEWS = ("z", "anchor", "decoder_input")
 
 
-def _latents(restyler: Restyler, phrases, rng=None) -> tuple[np.ndarray, np.ndarray]:
+def _latents_by_phrase(restyler: Restyler, phrases, rng=None, view: str = "z") -> list[np.ndarray]:
+    """Each phrase's latents, one row a bar (or one a phrase): `view` "z" the encoder's (N, Z); for a model
+    with the anchor, "anchor" the phrase's anchor on each row (N, A) and "decoder_input" both (N, Z + A),
+    everything the decoder reads of the phrase."""
+    rows = []
+    for p in phrases:
+        tokens = encode_melody(play_melody(p.melody, rng) if rng is not None else p.melody)
+        if view == "z":
+            rows.append(restyler.latent(tokens))
+            continue
+        both = restyler.decoder_latents(tokens)  # (N, Z + A)
+        rows.append(both if view == "decoder_input" else both[:, restyler.z_dim:])
+    return rows
+
+
+def _latents(restyler: Restyler, phrases, rng=None, view: str = "z") -> tuple[np.ndarray, np.ndarray]:
     """Every latent the decoder reads (one a bar, or one a phrase) (M, Z), with its phrase's style (M,)."""
-    rows = _latents_by_phrase(restyler, phrases, rng)
+    rows = _latents_by_phrase(restyler, phrases, rng, view)
     return np.concatenate(rows), np.repeat([p.style for p in phrases], [len(z) for z in rows])
 
 
-def _latents_with_meter(restyler: Restyler, phrases,
-                        meters: list[Meter]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _latents_with_meter(restyler: Restyler, phrases, meters: list[Meter],
+                        view: str = "z") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_latents`, with each row's phrase meter as a one-hot (M, len(meters)) between them."""
-    rows = _latents_by_phrase(restyler, phrases)
+    rows = _latents_by_phrase(restyler, phrases, view=view)
     counts = [len(z) for z in rows]
     return (np.concatenate(rows), meter_rows(phrases, counts, meters),
             np.repeat([p.style for p in phrases], counts))
@@ -340,6 +354,15 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
         for d, (train_tr, test_tr) in enumerate(draws):
             (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters) for ph in (train_tr, test_tr))
             given.setdefault(name, []).append(probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
+        if r.anchored:  # the anchor is content handed to the decoder openly, beside z: what it tells, and both
+            for view in LATENT_VIEWS[1:]:
+                probes[f"{name}_{view}"] = round(probe_accuracy(*_latents(r, train_ph, view=view),
+                                                                *_latents(r, test_ph, view=view), seed), 4)
+                for d, (train_tr, test_tr) in enumerate(draws):
+                    (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters, view)
+                                                              for ph in (train_tr, test_tr))
+                    given.setdefault(f"{name}_{view}", []).append(
+                        probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
     probes["bar_content"] = round(probe_accuracy(*bar_content(train_ph), *bar_content(test_ph), seed), 4)
     for d, (train_tr, test_tr) in enumerate(draws):
         (c_tr, y_tr), (c_te, y_te) = bar_content(train_tr), bar_content(test_tr)
@@ -381,6 +404,9 @@ def format_report(r: dict) -> str:
     lines.append(f"  probe on z (balanced accuracy, chance {p.get('chance', 0):.2f}): model {p.get('model', '-')}, "
                  f"ablation (no adversary) {p.get('ablation', '-')}; the same probe on each bar's own content "
                  f"{p.get('bar_content', '-')}")
+    for view in LATENT_VIEWS[1:]:
+        if f"model_{view}" in p:
+            lines.append(f"  the same probe on the model's {view.replace('_', ' ')}: {p[f'model_{view}']}")
     for name, g in p.get("given_meter", {}).items():
         lines.append(f"  given the meter (phrases transposed as the judge's): {name}: "
                      f"the meter alone {g['meter']:.3f}, "

@@ -242,5 +242,15 @@ def test_the_anchor_is_where_the_phrase_is_and_reaches_the_decoder_beside_z(tmp_
     assert restyler.anchored and rows.shape == (1, cfg.z_dim + ANCHOR_DIM)
     assert np.allclose(rows[0, cfg.z_dim:], a.numpy(), atol=1e-6)
     assert restyler.latent(encode_melody(tune())).shape == (1, cfg.z_dim)  # the probe reads z alone
+    # the eval's probes read z, the anchor and both, one row a bar of each phrase
+    from engine.corpus.phrases import StyledPhrase
+    from engine.train.evaluate_restyle import _latents
+
+    phrases = [StyledPhrase(tune(), 0, "a", 0), StyledPhrase(tune(12), 2, "b", 0)]
+    z_rows, styles = _latents(restyler, phrases)
+    a_rows, _ = _latents(restyler, phrases, view="anchor")
+    both, _ = _latents(restyler, phrases, view="decoder_input")
+    assert z_rows.shape == (2, cfg.z_dim) and a_rows.shape == (2, ANCHOR_DIM) and list(styles) == [0, 2]
+    assert np.allclose(both, np.hstack([z_rows, a_rows])) and np.allclose(a_rows[0], a.numpy(), atol=1e-6)
     out = restyler.restyle(tune(), RestyleSettings(style="chorale"), seed=0)
     assert out.meter == Meter(4, 4) and (out.notes[:, 1] <= 96).all()
