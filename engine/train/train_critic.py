@@ -49,6 +49,10 @@ CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics",
 class CriticConfig:
     name: str = "restyle-critic"
     model: str = "models/restyle.pt"  # whose critic is retrained (relative to the repository)
+    # another restyle file whose critic this one starts from instead of the model's own (the critic is a
+    # classifier of real phrases, apart from the encoder and the decoder: a critic retrained for one model
+    # serves another of the same vocabulary and phrase length); with steps = 0 it is moved over as it is
+    critic_from: str = ""
     steps: int = 3000
     batch_size: int = 64
     lr: float = 3e-4
@@ -156,6 +160,16 @@ def load_restyle_model(path: Path) -> tuple[RestyleLM, dict]:
     return model, card
 
 
+def take_critic(model: RestyleLM, path: Path) -> None:
+    """The critic of the restyle file at `path` into `model` (a clear error where its shape differs)."""
+    donor, _ = load_restyle_model(path)
+    ours, theirs = model.critic.state_dict(), donor.critic.state_dict()
+    if set(ours) != set(theirs) or any(ours[k].shape != theirs[k].shape for k in ours):
+        raise ModelError(f"{path}: its critic is shaped otherwise than this model's (critic_d, critic_layers, "
+                         "max_len, vocabulary); take the critic of a file trained with the same restyle settings")
+    model.critic.load_state_dict(theirs)
+
+
 def critic_accuracy(model: RestyleLM, melodies, styles) -> float:
     """Balanced accuracy of the critic on `melodies` with their `styles`."""
     model.critic.eval()
@@ -171,6 +185,8 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     model, card = load_restyle_model(REPO / cfg.model)
+    if cfg.critic_from:
+        take_critic(model, REPO / cfg.critic_from)
     max_len = model.restyle.max_len
     corpus = style_corpus(cfg.data_limit)
     rng = np.random.default_rng(cfg.seed)
@@ -224,6 +240,12 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
     card["critic"] = {"retrained": "alone, on real train phrases barred at random (engine.train.train_critic)",
                       "config": asdict(cfg), "test_accuracy_before": before, "test_accuracy_after": after,
                       "test_phrases": len(test), "wall_time_s": round(time.monotonic() - t0, 1)}
+    if cfg.critic_from:
+        from_card = load_model(REPO / cfg.critic_from, DEFAULT_VOCAB).card.get("critic") or {}
+        card["critic"]["taken_from"] = {"file": cfg.critic_from, "its_critic": from_card}
+        origin = from_card.get("retrained", "as trained with its model")
+        more = f", then {cfg.steps} steps more on real train phrases barred at random" if cfg.steps else ""
+        card["critic"]["retrained"] = f"taken from {cfg.critic_from} (its critic: {origin}){more}"
     if fakes:
         card["critic"]["generated_class"] = True  # a sixth class at logit 0 (the runtime reads the five styles)
         card["critic"]["retrained"] += ", and against the model's own restyled phrases as a class of their own"
@@ -266,7 +288,7 @@ def main() -> None:
 
 
 __all__ = ["CriticConfig", "PRESETS", "load_critic_config", "load_restyle_model", "rebarred_at_random", "ship",
-           "train_critic"]
+           "take_critic", "train_critic"]
 
 
 if __name__ == "__main__":

@@ -106,3 +106,35 @@ def test_a_critic_trained_against_the_models_own_phrases_changes_only_the_critic
     notes = np.array([[0, 24, 62, 80], [24, 48, 64, 80], [48, 96, 66, 80], [96, 192, 67, 80]], dtype=np.int32)
     result = restyler.restyle(Melody(notes, Meter(4, 4), 2), RestyleSettings(style="fiddle", candidates=2), seed=0)
     assert len(result.notes)
+
+
+@pytest.mark.skipif(not MODEL.exists(), reason="no restyle model (sideman train --config restyle)")
+def test_a_critic_is_taken_from_another_file_as_it_is_and_a_misshapen_one_is_refused(tmp_path):
+    """`critic_from` with no steps: the other file's critic, weight for weight, in this model's file, the
+    encoder and decoder untouched, the card naming where it came from; a critic of another shape is refused."""
+    from dataclasses import asdict, replace
+
+    from engine.errors import ModelError
+    from engine.music.styles import STYLE_NAMES
+    from engine.train.export import export_model
+    from engine.train.restyle_model import RestyleLM
+    from engine.train.train_restyle import PRESETS as RESTYLE_PRESETS
+
+    donor = tmp_path / "donor.pt"
+    train_critic(PRESETS["tiny-restyle-critic"], out=donor)  # the shipped file with a critic trained 6 steps more
+    out = tmp_path / "taken.pt"
+    summary = train_critic(replace(PRESETS["tiny-restyle-critic"], steps=0, critic_from=str(donor)), out=out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        shipped, given, taken = (torch.jit.load(str(p)).state_dict() for p in (MODEL, donor, out))
+    assert any(not torch.equal(shipped[k], given[k]) for k in shipped if k.startswith("critic."))
+    assert all(torch.equal(taken[k], given[k] if k.startswith("critic.") else shipped[k]) for k in shipped)
+    assert summary["taken_from"]["file"] == str(donor) and summary["retrained"].startswith(f"taken from {donor}")
+    # a tiny model's critic is smaller than the shipped model's
+    tiny_cfg = RESTYLE_PRESETS["tiny-restyle"]
+    tiny = tmp_path / "tiny.pt"
+    export_model(RestyleLM(tiny_cfg.model_config(), tiny_cfg.restyle_config(), 0).eval(), tiny,
+                 {"name": "tiny", "task": "RESTYLE", "styles": list(STYLE_NAMES),
+                  "restyle": tiny_cfg.restyle_config().to_dict(), "training": {"config": asdict(tiny_cfg)}})
+    with pytest.raises(ModelError, match="its critic is shaped otherwise"):
+        train_critic(replace(PRESETS["tiny-restyle-critic"], steps=0, critic_from=str(tiny)), out=tmp_path / "x.pt")
