@@ -7,6 +7,7 @@ p(target) with the verdict across candidates.
 
     python scripts/experiment_critic_pick.py models/restyle.pt runs/restyle-critic/restyle.pt \\
         [--per-style 8] [--candidates 8] [--seed S] [--as-played] [--json out.json]
+        [--guidance G] [--temperature T]  the decoding's (default 1.5, 0.8)
         [--tta=-3,-2,-1,0,1,2,3]   also the critic averaged over transpositions
         [--generative]             also the decoder's own likelihood under each style (a generative classifier)
         [--dump out.npz]           each candidate's pair, critic p(target), chroma, verdict and notes
@@ -92,6 +93,9 @@ def main() -> None:
                    help="also pick by the decoder's own likelihood of each candidate under each style (slow)")
     p.add_argument("--dump", default=None, help="also save each candidate's pair, critic p(target), chroma and verdict (.npz)")
     p.add_argument("--guidance", type=float, default=RestyleSettings.guidance, help="the decoding's guidance")
+    p.add_argument("--anchor-register", action="store_true",
+                   help="an anchored model: its anchor's mean pitch moved to the target style's (train phrases)")
+    p.add_argument("--temperature", type=float, default=0.8, help="the sampler's temperature (the eval's: 0.8)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
     warnings.simplefilter("ignore", DeprecationWarning)
@@ -102,6 +106,25 @@ def main() -> None:
     restyler = Restyler(ModelSession(loaded[0], device="cpu", threads=1), DEFAULT_VOCAB)
     max_len = int(loaded[0].card["restyle"]["max_len"])
     phrases = _phrases(corpus, a.per_style, a.seed)
+    target_now = [0]
+    if a.anchor_register:  # each style's mean note-on pitch over 2,000 train phrases, as the anchor writes it
+        from engine.corpus.phrases import PhraseSampler
+
+        sampler = PhraseSampler(corpus, "train", seed=a.seed + 7)
+        sums, counts = np.zeros(len(STYLE_NAMES)), np.zeros(len(STYLE_NAMES))
+        for _ in range(2000):
+            m, s_ = sampler.draw()
+            sums[s_] += m.notes[:, 2].mean() if len(m.notes) else 0.0
+            counts[s_] += 1 if len(m.notes) else 0
+        style_mean = (sums / np.maximum(counts, 1) - 60.0) / 12.0
+        plain = restyler.decoder_latents
+
+        def moved(tokens):
+            rows = plain(tokens).copy()  # (N, Z + A): the anchor's dim 12 is (mean pitch - 60) / 12
+            rows[:, restyler.z_dim + 12] = style_mean[target_now[0]]
+            return rows
+
+        restyler.decoder_latents = moved
     rng = np.random.default_rng(a.seed + 1)  # as the eval plays them
     played = {id(ph): play_melody(ph.melody, rng) for ph in phrases}
     k = len(STYLE_NAMES)
@@ -112,7 +135,8 @@ def main() -> None:
             if t == ph.style:
                 continue
             settings = RestyleSettings(style=STYLE_NAMES[t], amount=1.0, guidance=a.guidance,
-                                       sampling=SamplingConfig(0.8, 0, 0.95, None))
+                                       sampling=SamplingConfig(a.temperature, 0, 0.95, None))
+            target_now[0] = t
             for c in range(a.candidates):
                 decode = restyler.begin(source, settings, seed=a.seed * 1000 + i * 10 + t + c)
                 decode.run()
@@ -131,7 +155,8 @@ def main() -> None:
     chroma_given = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(given, outs)])  # the pick's
     pairs = sorted(set(pair_of))
     index = {pr: [j for j, q in enumerate(pair_of) if q == pr] for pr in pairs}
-    report = {"models": a.models, "as_played": a.as_played, "guidance": a.guidance, "pairs": len(pairs),
+    report = {"models": a.models, "as_played": a.as_played, "guidance": a.guidance, "temperature": a.temperature,
+              "pairs": len(pairs), "anchor_register": a.anchor_register,
               "candidates": a.candidates,
               "one_sample": round(float(np.mean([verdict[index[pr][0]] for pr in pairs])), 4),
               "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),
