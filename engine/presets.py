@@ -153,6 +153,7 @@ class Restyle:
     keep: str = "nothing"  # nothing | rhythm (the phrase's own rhythm) | pitches (its own pitches, in order)
     guidance: float = 1.5  # 0 = the decoder alone .. 4: how hard each note is pushed from the own style to the target
     register: int | None = 12  # the restyled line within the phrase's range +- this many semitones; None = "any"
+    candidates: int = 8  # whole restyled phrases written while the silence before the phrase end lasts; the best plays
     style_programs: bool = True  # a Program Change 0..4 no preset is mapped to picks the style
 
 
@@ -483,7 +484,8 @@ def _accompany(ctx: _Ctx, raw: dict) -> Accompany:
 
 
 def _restyle(ctx: _Ctx, raw: dict) -> Restyle:
-    d = ctx.table(raw, "restyle", ("style", "amount", "keep", "guidance", "register", "style_programs"))
+    d = ctx.table(raw, "restyle", ("style", "amount", "keep", "guidance", "register", "candidates",
+                                      "style_programs"))
     register = d.get("register", Restyle.register)
     return Restyle(
         style=ctx.choice(d.get("style", Restyle.style), "restyle.style", STYLE_NAMES),
@@ -491,6 +493,7 @@ def _restyle(ctx: _Ctx, raw: dict) -> Restyle:
         keep=ctx.choice(d.get("keep", Restyle.keep), "restyle.keep", RESTYLE_KEEP),
         guidance=ctx.number(d.get("guidance", Restyle.guidance), "restyle.guidance", 0, 4),
         register=None if register == "any" else ctx.integer(register, "restyle.register", 0, 24, ', or "any"'),
+        candidates=ctx.integer(d.get("candidates", Restyle.candidates), "restyle.candidates", 1, 16),
         style_programs=ctx.boolean(d.get("style_programs", Restyle.style_programs), "restyle.style_programs"),
     )
 
@@ -625,6 +628,7 @@ def to_dict(preset: Preset) -> dict:
         "restyle": {"style": preset.restyle.style, "amount": preset.restyle.amount, "keep": preset.restyle.keep,
                     "guidance": preset.restyle.guidance,
                     "register": "any" if preset.restyle.register is None else preset.restyle.register,
+                    "candidates": preset.restyle.candidates,
                     "style_programs": preset.restyle.style_programs},
     }
 

@@ -34,8 +34,9 @@ The knobs besides style and amount:
                        notes fell more than an octave outside the phrase's range, against 6 % unguided
     temperature, top_p the sampler's
     candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
-                       probability of the target style plus its chroma similarity to the phrase (offline;
-                       live decodes one, as its notes must start at the next bar)
+                       probability of the target style plus its chroma similarity to the phrase (`score`);
+                       offline all of them, live as many whole ones as the silence before the phrase end
+                       allows (engine.live.modes.restyle)
     rebar = True       the model reads and writes the phrase in the target style's bar lines where its bar
                        splits evenly into one (`engine.music.barring`: a 4/2 phrase as 4/4 for a chorale);
                        the result is in the phrase's own meter. The critic's estimate of the phrase's own
@@ -176,17 +177,28 @@ class Restyler:
         most of theirs and gave the same phrase)."""
         best, best_score = None, -1.0
         for k in range(settings.candidates):
-            decode = self.begin(melody, settings, seed=None if seed is None else seed * settings.candidates + k)
+            decode = self.begin(melody, settings, seed=candidate_seed(seed, settings.candidates, k))
             decode.run()
-            out = decode.result()
             if settings.candidates == 1:
-                return out
-            heard = Melody(out.notes, decode.meter, decode.bars)  # as the model wrote it: the target's bar lines
-            style = float(self.own_style(encode_melody(heard, self.vocab))[style_index(settings.style)])
-            score = style + chroma_similarity(melody, out, self.vocab)
+                return decode.result()
+            score = self.score(melody, decode)
             if score > best_score:
-                best, best_score = out, score
+                best, best_score = decode.result(), score
         return best
+
+    def score(self, melody: Melody, decode: "RestyleDecode") -> float:
+        """A finished candidate's worth (0..2): the critic's probability of the target style, hearing it as the
+        model wrote it (the target's bar lines), plus its chroma similarity to the phrase `melody`."""
+        out = decode.result()
+        heard = Melody(out.notes, decode.meter, decode.bars)
+        style = float(self.own_style(encode_melody(heard, self.vocab))[style_index(decode.settings.style)])
+        return style + chroma_similarity(melody, out, self.vocab)
+
+
+def candidate_seed(seed: int | None, candidates: int, k: int) -> int | None:
+    """Candidate k's sampling seed for a draw seeded `seed` (None: unseeded): seed * candidates + k, so two
+    seeds never share a candidate."""
+    return None if seed is None else seed * candidates + k
 
 
 def register_constraints(settings: RestyleSettings, melody: Melody) -> Constraints:
@@ -367,4 +379,4 @@ class RestyleDecode:
         return None
 
 
-__all__ = ["KEEP", "BarConditions", "GuidedLogits", "register_constraints", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]
+__all__ = ["KEEP", "BarConditions", "GuidedLogits", "candidate_seed", "register_constraints", "RestyleDecode", "RestyleSettings", "Restyler", "check_restyle_card"]

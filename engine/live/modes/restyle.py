@@ -14,7 +14,12 @@ its own condition vector ([z, style]).
 The model thread's commands, besides the ones every part takes (PlayerEvent, Rebase, Configure):
     Play(id, phrase_start, start, end, t)   restyle the phrase that began at `phrase_start` into [start, end)
     Prepare(phrase_start, start, end)       the answer that comes if the player stays silent: encoded and
-                                            written up to its first note now, held until a Play asks for it
+                                            written up to its first note now, held until a Play asks for it;
+                                            with `candidates` > 1, whole restyled phrases (the first piece)
+                                            one after another while the silence lasts, up to `candidates`,
+                                            and the Play takes the best by the critic and chroma
+                                            (`Restyler.score`, the offline pick's); with none whole yet, the
+                                            one being written, as with one candidate
     Cut(id, tick)                           the player cut in (or Stop, panic): the answer ends at `tick`
     SetRestyle(settings)                    a new style, amount or keep (CC, Program Change)
 """
@@ -40,7 +45,7 @@ from engine.live.conversation import (
 )
 from engine.live.modes.base import Mode, PartContext
 from engine.live.part import Configure, ModelPart, PartConfig, PartStats, PlayerEvent, Rebase, is_control
-from engine.model.restyler import RestyleDecode, Restyler, RestyleSettings
+from engine.model.restyler import RestyleDecode, Restyler, RestyleSettings, candidate_seed
 from engine.music.melody import Melody, one_line
 from engine.music.styles import STYLE_NAMES
 from engine.music.tokens import Meter as TokenMeter
@@ -107,6 +112,9 @@ class _Answer:
     speculative: bool = False
     held: list[tuple[int, bool, int, int]] = field(default_factory=list)  # (tick, on, pitch, velocity)
     began: str = "cold"
+    # prepared with candidates > 1: the whole first pieces written so far, and the best (score, its held notes)
+    complete: int = 0
+    best: tuple[float, list[tuple[int, bool, int, int]]] | None = None
 
 
 @dataclass
@@ -121,6 +129,7 @@ class RestyleStats(PartStats):
     encode_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))  # encode + critic + first feed
     step_ms: deque = field(default_factory=lambda: deque(maxlen=10_000))
     windows: deque = field(default_factory=lambda: deque(maxlen=1000))  # (id, start, end, bars, notes in)
+    candidates: deque = field(default_factory=lambda: deque(maxlen=10_000))  # whole candidates an answer chose among
 
     @property
     def ready_ms(self) -> list[float]:
@@ -130,7 +139,7 @@ class RestyleStats(PartStats):
 def settings_from(preset, config: PartConfig) -> RestyleSettings:
     r = preset.restyle
     return RestyleSettings(style=r.style, amount=r.amount, keep=r.keep, guidance=r.guidance, register=r.register,
-                           sampling=config.sampling(),
+                           candidates=r.candidates, sampling=config.sampling(),
                            constraints=config.constraints())
 
 
@@ -158,11 +167,12 @@ class RestylePart(ModelPart):
 
     def generating(self) -> bool:
         a = self._answer
-        return a is not None and a.decode is not None and not (a.speculative and a.first_note)
+        return a is not None and a.decode is not None and not (a.speculative and a.first_note
+                                                                and self.settings.candidates == 1)
 
     def lookahead_wait(self) -> float:
         a = self._answer
-        if a.speculative and not a.first_note:
+        if a.speculative:
             return 0.0
         if not self.clock.running:
             return 0.05
@@ -181,7 +191,21 @@ class RestylePart(ModelPart):
         self.stats.tokens += 1
         self.stats.step_ms.append((time.perf_counter() - t0) * 1000.0)
         if a.decode.done:
-            self._next_piece(a)
+            if a.speculative:
+                self._candidate_done(a)
+            else:
+                self._next_piece(a)
+
+    def _candidate_done(self, a: _Answer) -> None:
+        """A prepared answer's first piece written whole: kept if the best so far; the next candidate begun
+        while fewer than `candidates` are done."""
+        score = self.restyler.score(a.pieces[a.piece], a.decode)
+        if a.best is None or score > a.best[0]:
+            a.best = (score, a.held)
+        a.complete += 1
+        a.held, a.first_note = [], False
+        more = a.complete < self.settings.candidates  # (one assignment: never None between two candidates)
+        a.decode = self._begin_piece(a.pieces[a.piece], a.complete) if more else None
 
     def superseded(self, cmd, later: list) -> bool:
         # a Prepare that anything but settings came after was superseded before it could help
@@ -284,13 +308,17 @@ class RestylePart(ModelPart):
 
     def _promote(self, a: _Answer, cmd: Play) -> None:
         a.id, a.tag, a.decided_time, a.speculative = cmd.id, self.tag(cmd.id), cmd.decided_time, False
-        a.began = "prepared" if a.first_note else "preparing"
+        whole = a.best is not None
+        a.began = "prepared" if a.first_note or whole else "preparing"
         a.first_note = False
-        held, a.held = a.held, []
+        held, a.held = (a.best[1] if whole else a.held), []
+        self.stats.candidates.append(max(1, a.complete))
         for tick, on, pitch, velocity in held:
             self._note(a, tick, on, pitch, velocity)
         self.stats.prepared_used += 1
         self._asked(a)
+        if whole:  # the best whole candidate is all scheduled: its piece closes, the next begins
+            self._next_piece(a)
 
     def _asked(self, a: _Answer) -> None:
         """An answer the phrase end asked for (not one prepared and dropped)."""
@@ -324,9 +352,16 @@ class RestylePart(ModelPart):
             if not a.first_note and not a.speculative:
                 self.stats.empty_answers += 1
             return
+        a.decode = self._begin_piece(a.pieces[a.piece])
+
+    def _begin_piece(self, piece: Melody, k: int = 0) -> RestyleDecode:
+        """Candidate k of a piece (k > 0 only for a prepared answer's first piece: each its own seed)."""
         t0 = time.perf_counter()
-        a.decode = self.restyler.begin(a.pieces[a.piece], self.settings)
+        seed = self.settings.sampling.seed
+        decode = self.restyler.begin(piece, self.settings,
+                                     seed=candidate_seed(seed, self.settings.candidates, k) if k else None)
         self.stats.encode_ms.append((time.perf_counter() - t0) * 1000.0)
+        return decode
 
     def _note(self, a: _Answer, tick: int, on: bool, pitch: int, velocity: int) -> None:
         if a.speculative:
@@ -361,8 +396,8 @@ class RestylePart(ModelPart):
         self._answer = None
         if a.speculative:
             return
-        self.scheduler.cut(a.tag, wait=None)  # its sounding notes end now, on the wire
-        if a.decode is not None:
+        self.scheduler.cut(a.tag, wait=None)  # its sounding notes end now, on the wire; its later ones never come
+        if a.decode is not None or cmd.tick < a.end:  # still being written, or written whole and still playing
             self.stats.cut_ins += 1
 
     def _end_now(self, clock_tick: float) -> None:

@@ -150,3 +150,76 @@ def test_settings_change_the_style_and_a_new_note_drops_a_prepared_answer(rig):
     assert part.sync(10)
     assert (part.settings.style, part.settings.amount, part.settings.keep) == ("medieval", 0.5, "rhythm")
     assert not part.generating() and not sched.events
+
+
+def test_while_the_player_is_silent_whole_candidates_are_written_and_the_best_plays(loaded):
+    """candidates = 4: a prepared answer writes four whole restyled phrases, each scored as the offline pick
+    scores them (`Restyler.score`), holds them all back, and the Play schedules the best one at once."""
+    session = ModelSession(loaded, device="cpu", warmup=False, threads=1)
+    clock, sched = FakeClock(), RecordingScheduler()
+    config = PartConfig(channel=1, seed=5, low=36, high=96, lookahead_beats=1000)
+    settings = RestyleSettings(style="fiddle", candidates=4, sampling=config.sampling(),
+                               constraints=config.constraints())
+    part = RestylePart(session, V, clock, sched, config, settings)
+    scored: list[tuple[float, list]] = []
+    plain = part.restyler.score
+
+    def recording(melody, decode):
+        score = plain(melody, decode)
+        scored.append((score, list(part._answer.held)))  # the candidate's notes, as the part holds them
+        return score
+
+    part.restyler.score = recording
+    part.start()
+    try:
+        play(part, PHRASE)
+        part.submit(Prepare(26, 2 * BAR, 4 * BAR))
+        settle(part)  # the four candidates written
+        assert part.error is None and len(scored) == 4 and not sched.events, part.error
+        assert len({str(notes) for _, notes in scored}) > 1  # four samples, not one four times
+        part.submit(Play(3, 26, 2 * BAR, 4 * BAR, time.perf_counter()))
+        settle(part)
+        got = sorted(ticks_of(sched, part.tag(3)))
+        best = max(scored, key=lambda s: s[0])[1]
+        sent_on = [(round(t), d[1]) for t, d in got if d[0] & 0xF0 == 0x90]
+        assert sent_on == sorted((tick, pitch) for tick, on, pitch, _ in best if on)
+        assert all(2 * BAR <= t <= 4 * BAR for t, _ in got)
+        ons = sum(1 for _, d in got if d[0] & 0xF0 == 0x90)
+        assert ons == sum(1 for _, d in got if d[0] & 0xF0 == 0x80)  # every note closed
+        assert list(part.stats.candidates) == [4] and part.stats.ready_detail[0][1] == "prepared"
+        assert not part.generating()  # a 2-bar phrase is one piece: nothing more to write
+    finally:
+        part.stop()
+
+
+def test_a_long_phrase_plays_its_best_first_piece_then_writes_the_next_one_line_every_note_closed(loaded):
+    """A 6-bar phrase with candidates = 3: the first 4-bar piece is the best of three whole ones, the last 2
+    bars are written after it, in time; the answer fills both pieces, one line, every note closed."""
+    session = ModelSession(loaded, device="cpu", warmup=False, threads=1)
+    clock, sched = FakeClock(), RecordingScheduler()
+    config = PartConfig(channel=1, seed=7, low=36, high=96, lookahead_beats=1000)
+    part = RestylePart(session, V, clock, sched, config,
+                       RestyleSettings(style="chorale", candidates=3, sampling=config.sampling(),
+                                       constraints=config.constraints()))
+    part.start()
+    try:
+        bars = [[(on + b * BAR, off + b * BAR, p) for on, off, p in PHRASE] for b in range(6)]
+        play(part, [n for bar in bars for n in bar])
+        part.submit(Prepare(26, 6 * BAR, 12 * BAR))
+        settle(part)
+        part.submit(Play(4, 26, 6 * BAR, 12 * BAR, time.perf_counter()))
+        settle(part)
+        got = sorted(ticks_of(sched, part.tag(4)), key=lambda e: (e[0], e[1][0] == 0x90))
+        ons = [t for t, d in got if d[0] & 0xF0 == 0x90]
+        assert any(t < 10 * BAR for t in ons) and any(t >= 10 * BAR for t in ons)  # both pieces play
+        assert all(6 * BAR <= round(t) <= 12 * BAR for t, _ in got), got
+        sounding = set()
+        for t, d in got:
+            if d[0] & 0xF0 == 0x90:
+                assert not sounding, f"two notes at once at tick {t}"
+                sounding.add(d[1])
+            else:
+                sounding.discard(d[1])
+        assert not sounding and list(part.stats.candidates) == [3]
+    finally:
+        part.stop()
