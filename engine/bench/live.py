@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--mode accompany: a fixed commit window (commit_ms), not the adaptive one")
     parser.add_argument("--offline-seeds", type=int, default=3, metavar="N",
                         help="--mode accompany: the offline bound is the mean over N sampling seeds (default 3)")
+    parser.add_argument("--candidates", type=int, default=None, metavar="N",
+                        help="--mode restyle: whole restyled phrases written while the player is silent, the best "
+                             "plays (default: the restyle preset's; 1: the first)")
     parser.add_argument("--no-prepare", dest="prepare", action="store_false",
                         help="do not prepare answers while the player is silent (measures the cold path: "
                              "decision -> prefix prefill and decode steps to the first note)")
@@ -450,7 +453,8 @@ def main(args=None) -> int:
             from engine.bench import live_restyle
 
             result = live_restyle.run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare,
-                                            ns.realtime_priority, jack_log if jack is not None else None)
+                                            ns.realtime_priority, jack_log if jack is not None else None,
+                                            ns.candidates)
         else:
             result = run_bench(ns.minutes, ns.speed, ns.model, ns.seed, ns.threads, ns.prepare, ns.realtime_priority,
                                jack_log if jack is not None else None)
@@ -493,6 +497,7 @@ def main(args=None) -> int:
     if ns.mode == "restyle":
         print(f"  a phrase's encode (encoder, critic, condition, header): p50 {result['encode_ms_p50']} ms, "
               f"p99 {result['encode_ms_p99']} ms (n {result['encode_ms_n']})")
+        print(f"  whole candidates an answer chose among (of {result['candidates']}): {result['candidates_chosen_among']}")
     print(f"  answers {result['answers']} ({result['prepared_answers_used']} prepared ahead), cut-ins {result['cut_ins']}, notes out {result['notes_out']}, "
           f"dropped {result['dropped']}, late {result['late']}")
     print(f"  garbage collections in the daemon: {result['gc_collections']}, longest {result['gc_pause_ms_max']} ms")

@@ -79,6 +79,9 @@ def test_a_short_restyle_jam_loses_nothing_and_leaves_no_note_hanging(jack_serve
     if result["output_lost_in_jack"] == 0:
         assert result["hanging_notes_received"] == 0 and result["hanging_notes_after_shutdown"] == 0
     assert result["answers"] >= 1 and result["response_ready_ms_n"] >= 1 and result["encode_ms_n"] >= 1
+    among = result["candidates_chosen_among"]  # whole candidates each prepared answer chose among
+    assert result["candidates"] == 8 and sum(among.values()) == result["prepared_answers_used"]
+    assert all(1 <= int(k) <= 8 for k in among)
 
 
 ACCOMPANIMENT_MODEL = Path(__file__).resolve().parents[2] / "models" / "accompaniment.pt"
