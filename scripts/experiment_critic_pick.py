@@ -185,6 +185,11 @@ def main() -> None:
             picks = [index[pr][int(np.argmax(p_target[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
             row[f"pick_chroma{lam:g}"] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
                                           "chroma": round(float(chroma[picks].mean()), 4)}
+        # the pick among the first n candidates only (the live mode chooses among as many as the silence allowed)
+        for n in range(1, a.candidates + 1):
+            picks = [index[pr][int(np.argmax(p_target[index[pr]][:n] + chroma_given[index[pr]][:n]))] for pr in pairs]
+            row.setdefault("pick_of_first", {})[str(n)] = {"target_accuracy": round(float(verdict[picks].mean()), 4),
+                                                           "chroma": round(float(chroma[picks].mean()), 4)}
         if a.tta:
             shifts = [int(x) for x in a.tta.split(",")]
             tta = np.mean([critic_probs(model.module, [m.transposed(k) for m in heard], max_len) for k in shifts], 0)
