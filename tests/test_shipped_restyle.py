@@ -266,3 +266,31 @@ def test_each_seed_draws_its_own_candidates_so_another_seed_gives_another_phrase
     assert len({str(r) for r in results.values()}) > 1
     again = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1)).restyle(source, settings, seed=2)
     assert again.notes.tolist() == results[2]  # the same seed, the same phrase
+
+
+def test_the_next_candidate_of_a_phrase_reuses_its_encoding_and_another_phrase_or_style_does_not():
+    """`Restyler.begin` on the phrase it began last, with the same style: its own style, view and latents are
+    reused (the live mode begins candidates between a player's phrase end and the next bar); the line it
+    writes is the one a fresh restyler writes with that seed."""
+    from engine.model.modelfile import load_model
+    from engine.model.restyler import Restyler, RestyleSettings
+    from engine.model.session import ModelSession
+    from engine.offline.restyle import melody_from_midi
+
+    restyler = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1))
+    source = melody_from_midi(REPO / "examples" / "folksong-phrase.mid").melody
+    calls = []
+    own_style = restyler.own_style
+    restyler.own_style = lambda tokens: calls.append(1) or own_style(tokens)
+    fiddle = RestyleSettings(style="fiddle")
+    first = restyler.begin(source, fiddle, seed=3)
+    second = restyler.begin(source, fiddle, seed=4)
+    assert len(calls) == 1 and second.conditions[0].rows[0].tolist() == first.conditions[0].rows[0].tolist()
+    restyler.begin(source, RestyleSettings(style="chorale"), seed=3)
+    restyler.begin(source.transposed(2), fiddle, seed=3)
+    assert len(calls) == 3
+    again = restyler.begin(source, fiddle, seed=4)
+    again.run()
+    fresh = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1)).begin(source, fiddle, seed=4)
+    fresh.run()
+    assert again.tokens == fresh.tokens

@@ -117,6 +117,7 @@ class Restyler:
         self.anchored = bool(session.card["restyle"].get("anchor", False))  # the decoder reads the phrase's anchor
         self.n_styles = len(STYLE_NAMES)
         self.guide = guide if guide is not None else session.twin()
+        self._encoded: tuple | None = None  # the last phrase begun: (melody, (style, rebar), (own, view, tokens, z))
 
     def _tensor(self, tokens: list[int]) -> torch.Tensor:
         return torch.tensor([tokens], dtype=torch.long, device=self.session.device)  # (1, T)
@@ -150,14 +151,7 @@ class Restyler:
 
     def begin(self, melody: Melody, settings: RestyleSettings, source_tokens: list[int] | None = None,
               seed: int | None = None) -> "RestyleDecode":
-        max_len = int(self.session.card["restyle"]["max_len"])
-        tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
-        tokens = tokens[:max_len]
-        own = self.own_style(tokens)  # the phrase as barred: the critic learned each style in its own meters
-        view = barred_for(melody, settings.style, self.vocab) if settings.rebar else melody
-        if view is not melody:
-            tokens = encode_melody(view, self.vocab)[:max_len]
-        z = self.decoder_latents(tokens)  # (N, Z [+ A]): one a bar of the view
+        own, view, tokens, z = self._encode(melody, settings, source_tokens)
         style = self.style_vector(own, settings.style, settings.amount)
         conditions = [BarConditions(self.session, z, style)]
         logits = self.session
@@ -169,6 +163,25 @@ class Restyler:
         sampling = settings.sampling if seed is None else SamplingConfig(
             settings.sampling.temperature, settings.sampling.top_k, settings.sampling.top_p, seed)
         return RestyleDecode(self, view, tokens, settings, Sampler(sampling), logits, conditions, source=melody)
+
+    def _encode(self, melody: Melody, settings: RestyleSettings, source_tokens: list[int] | None):
+        """The phrase's own style, the view the model reads (the target's bar lines), its tokens and its
+        latents; the same phrase begun again with the same style (the next candidate) reuses them."""
+        key = (settings.style, settings.rebar)
+        last = self._encoded
+        if source_tokens is None and last is not None and last[0] is melody and last[1] == key:
+            return last[2]
+        max_len = int(self.session.card["restyle"]["max_len"])
+        tokens = source_tokens if source_tokens is not None else encode_melody(melody, self.vocab)
+        tokens = tokens[:max_len]
+        own = self.own_style(tokens)  # the phrase as barred: the critic learned each style in its own meters
+        view = barred_for(melody, settings.style, self.vocab) if settings.rebar else melody
+        if view is not melody:
+            tokens = encode_melody(view, self.vocab)[:max_len]
+        z = self.decoder_latents(tokens)  # (N, Z [+ A]): one a bar of the view
+        encoded = (own, view, tokens, z)
+        self._encoded = (melody, key, encoded) if source_tokens is None else None
+        return encoded
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
         """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability

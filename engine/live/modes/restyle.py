@@ -115,6 +115,7 @@ class _Answer:
     # prepared with candidates > 1: the whole first pieces written so far, and the best (score, its held notes)
     complete: int = 0
     best: tuple[float, list[tuple[int, bool, int, int]]] | None = None
+    next_candidate: bool = False  # the next candidate is begun on the next step (a Play may come between)
 
 
 @dataclass
@@ -167,8 +168,8 @@ class RestylePart(ModelPart):
 
     def generating(self) -> bool:
         a = self._answer
-        return a is not None and a.decode is not None and not (a.speculative and a.first_note
-                                                                and self.settings.candidates == 1)
+        return a is not None and (a.decode is not None or a.next_candidate) and not (
+            a.speculative and a.first_note and self.settings.candidates == 1)
 
     def lookahead_wait(self) -> float:
         a = self._answer
@@ -185,6 +186,10 @@ class RestylePart(ModelPart):
 
     def step(self) -> None:
         a = self._answer
+        if a.next_candidate:  # a step of its own: the commands that came meanwhile are handled first
+            a.decode = self._begin_piece(a.pieces[a.piece], a.complete)
+            a.next_candidate = False  # (after: never seen idle between two candidates)
+            return
         t0 = time.perf_counter()
         for e in a.decode.step():
             self._note(a, a.piece_start + e.tick, e.on, e.pitch, e.velocity)
@@ -204,8 +209,8 @@ class RestylePart(ModelPart):
             a.best = (score, a.held)
         a.complete += 1
         a.held, a.first_note = [], False
-        more = a.complete < self.settings.candidates  # (one assignment: never None between two candidates)
-        a.decode = self._begin_piece(a.pieces[a.piece], a.complete) if more else None
+        a.next_candidate = a.complete < self.settings.candidates  # (before the decode goes: never idle between)
+        a.decode = None
 
     def superseded(self, cmd, later: list) -> bool:
         # a Prepare that anything but settings came after was superseded before it could help
@@ -312,6 +317,7 @@ class RestylePart(ModelPart):
         a.began = "prepared" if a.first_note or whole else "preparing"
         a.first_note = False
         held, a.held = (a.best[1] if whole else a.held), []
+        a.next_candidate = False
         self.stats.candidates.append(max(1, a.complete))
         for tick, on, pitch, velocity in held:
             self._note(a, tick, on, pitch, velocity)
