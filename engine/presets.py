@@ -153,7 +153,7 @@ class Restyle:
     keep: str = "nothing"  # nothing | rhythm (the phrase's own rhythm) | pitches (its own pitches, in order)
     guidance: float = 1.5  # 0 = the decoder alone .. 4: how hard each note is pushed from the own style to the target
     register: int | None = 12  # the restyled line within the phrase's range +- this many semitones; None = "any"
-    candidates: int = 8  # whole restyled phrases written while the silence before the phrase end lasts; the best plays
+    candidates: int = 1  # whole restyled phrases written while the silence before the phrase end lasts; the best plays
     style_programs: bool = True  # a Program Change 0..4 no preset is mapped to picks the style
 
 

@@ -198,9 +198,9 @@ def test_the_restyle_preset_reads_its_table_and_round_trips(tmp_path):
     again.write_text(dump_preset(q))
     assert load_preset(again).restyle == q.restyle
     assert "as medieval (amount 0.25, keep rhythm)" in q.summary()
-    assert p.restyle.candidates == 8 and q.restyle.candidates == 8  # the best of up to 8 while the player is silent
-    one = load_preset(write(tmp_path, 'mode = "restyle"\n[restyle]\ncandidates = 1'))
-    assert one.restyle.candidates == 1
+    assert p.restyle.candidates == 1 and q.restyle.candidates == 1  # one line, as it is written
+    more = load_preset(write(tmp_path, 'mode = "restyle"\n[restyle]\ncandidates = 8'))
+    assert more.restyle.candidates == 8
     with pytest.raises(PresetError, match="restyle.candidates"):
         load_preset(write(tmp_path, 'mode = "restyle"\n[restyle]\ncandidates = 40'))
 

@@ -71,7 +71,7 @@ RESTYLE_MODEL = Path(__file__).resolve().parents[2] / "models" / "restyle.pt"
 @pytest.mark.jack
 @pytest.mark.skipif(not RESTYLE_MODEL.exists(), reason="no restyle model (sideman train --config restyle)")
 def test_a_short_restyle_jam_loses_nothing_and_leaves_no_note_hanging(jack_server, capsys):
-    assert main(["--mode", "restyle", "--json", "--minutes", "0.4"]) == 0
+    assert main(["--mode", "restyle", "--json", "--minutes", "0.4", "--candidates", "8"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["mode"] == "restyle" and result["model"].endswith("restyle.pt")
     assert result["player_messages"] > 0 and result["lost_messages"] == 0

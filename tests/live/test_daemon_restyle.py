@@ -107,7 +107,7 @@ def test_a_phrase_comes_back_restyled_from_the_next_bar_as_long_as_it_was_one_li
 
 
 def test_a_note_during_the_restyled_phrase_cuts_it_with_note_offs(restyling):
-    daemon, listener, out = restyling(style="fiddle")
+    daemon, listener, out = restyling(style="fiddle", candidates=4)  # the best of whole lines: all scheduled at once
     play(out, PHRASE + PHRASE[::-1])  # two bars: the answer lasts two bars
     assert wait_until(lambda: listener.note_ons(), 10), "no restyled phrase"
     time.sleep(0.3)
