@@ -55,6 +55,11 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
               candidates: int | None = None) -> dict:
     encode_ms: list[float] = []
     chosen_among: list[int] = []
+    presets = []
+
+    def preset_of(bpm: float):
+        presets.append(restyle_preset(bpm, candidates))
+        return presets[-1]
 
     def stats(daemon):
         encode_ms.extend(daemon.part.thread.stats.encode_ms)
@@ -62,11 +67,11 @@ def run_bench(minutes: float, speed: float, model: str | None, seed: int = 1, th
         return stats_of(daemon)
 
     result = live.run_bench(minutes, speed, model, seed, threads, prepare, realtime_priority, jack_log,
-                            preset_of=lambda bpm: restyle_preset(bpm, candidates), stats_of=stats,
+                            preset_of=preset_of, stats_of=stats,
                             default_model="models/restyle.pt")
     result.update(live._stats(encode_ms, "encode_ms"))
     result["mode"] = "restyle"
-    result["candidates"] = restyle_preset(100.0, candidates).restyle.candidates
+    result["candidates"] = presets[-1].restyle.candidates
     # how many whole restyled phrases each prepared answer chose among (1: the one being written when asked)
     result["candidates_chosen_among"] = {str(k): chosen_among.count(k) for k in sorted(set(chosen_among))}
     return result

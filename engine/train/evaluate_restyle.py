@@ -349,20 +349,16 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
             continue
         r = restyler if name == "model" else Restyler(ModelSession(load_model(path, DEFAULT_VOCAB), device="cpu",
                                                                    threads=1), DEFAULT_VOCAB)
-        probes[name] = round(probe_accuracy(*_latents(r, train_ph), *_latents(r, test_ph), seed), 4)
         probes[f"{name}_path"] = str(path)
-        for d, (train_tr, test_tr) in enumerate(draws):
-            (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters) for ph in (train_tr, test_tr))
-            given.setdefault(name, []).append(probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
-        if r.anchored:  # the anchor is content handed to the decoder openly, beside z: what it tells, and both
-            for view in LATENT_VIEWS[1:]:
-                probes[f"{name}_{view}"] = round(probe_accuracy(*_latents(r, train_ph, view=view),
-                                                                *_latents(r, test_ph, view=view), seed), 4)
-                for d, (train_tr, test_tr) in enumerate(draws):
-                    (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters, view)
-                                                              for ph in (train_tr, test_tr))
-                    given.setdefault(f"{name}_{view}", []).append(
-                        probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
+        # z; for a model with the anchor (content handed to the decoder openly, beside z) also the anchor and both
+        for view in LATENT_VIEWS if r.anchored else LATENT_VIEWS[:1]:
+            key = name if view == "z" else f"{name}_{view}"
+            probes[key] = round(probe_accuracy(*_latents(r, train_ph, view=view), *_latents(r, test_ph, view=view),
+                                               seed), 4)
+            for d, (train_tr, test_tr) in enumerate(draws):
+                (z_tr, m_tr, y_tr), (z_te, m_te, y_te) = (_latents_with_meter(r, ph, meters, view)
+                                                          for ph in (train_tr, test_tr))
+                given.setdefault(key, []).append(probe_given_meter(z_tr, m_tr, y_tr, z_te, m_te, y_te, seed + d))
     probes["bar_content"] = round(probe_accuracy(*bar_content(train_ph), *bar_content(test_ph), seed), 4)
     for d, (train_tr, test_tr) in enumerate(draws):
         (c_tr, y_tr), (c_te, y_te) = bar_content(train_tr), bar_content(test_tr)

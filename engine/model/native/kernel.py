@@ -32,9 +32,6 @@ ABI_VERSION = 4
 LAYER_TENSORS = ("ln1.weight", "ln1.bias", "attn_w", "attn_b", "proj_w", "ln2.weight", "ln2.bias",
                  "fc_w", "fc_b", "fc2_w", "kv")  # the order of decode.c's L_* enum
 
-REBOUND = ("alibi", "cond_emb")  # with each layer's kv cache: the buffers reset() and set_condition() replace
-
-
 def attribute(module: torch.nn.Module, name: str) -> torch.Tensor:
     """The module's parameter or buffer `name` ("blocks.0.ln1.weight"), by attribute lookups."""
     for part in name.split("."):
@@ -125,17 +122,21 @@ class NativeDecoder:
         self._handle = handle
         self.feed_max = int(self._lib.sideman_decoder_feed_max())
         self._tensors: list[torch.Tensor] = []
+        # the tensors the kernel reads, by name, looked up one by one (walking every parameter and buffer of a
+        # scripted module took 0.8 ms a bind, and a session binds at each reset and condition): the weights
+        # once, the buffers that reset() and set_condition() replace at each bind
+        names = ["wte.weight", "ln_f.weight", "ln_f.bias", "alibi"] + (["cond_emb"] if int(module.cond_dim) > 0 else [])
+        names += [f"blocks.{i}.{n}" for i in range(n_layers) for n in LAYER_TENSORS]
+        self._module = module
+        self._weights = {name: params[name] for name in names if name in params}
+        self._buffers = [name for name in names if name not in params]
         self.bind(module)
 
     def bind(self, module: torch.nn.Module) -> None:
         """Point the kernel at the module's tensors (again: after reset() or set_condition() replaced buffers)."""
-        if getattr(self, "_weights_of", None) is not module:  # the weights never change: looked up once
-            self._weights = {name: attribute(module, name) for name in self._names(module) if name not in REBOUND
-                             and not name.endswith(".kv")}
-            self._weights_of = module
-        named = dict(self._weights)
-        named.update((name, attribute(module, name)) for name in self._names(module)
-                     if name in REBOUND or name.endswith(".kv"))
+        if module is not self._module:
+            raise ValueError("a NativeDecoder binds the module it was made for")
+        named = {**self._weights, **{name: attribute(module, name) for name in self._buffers}}
         if named["alibi"].numel() == 0:
             raise NativeKernelUnavailable("the model's cache is not allocated: call module.reset() before binding")
         glob = [named["wte.weight"], named["ln_f.weight"], named["ln_f.bias"], named["alibi"],
@@ -149,12 +150,6 @@ class NativeDecoder:
         ptrs = [0 if t is None else t.data_ptr() for t in glob + layers]
         self._lib.sideman_decoder_bind(self._handle, (ctypes.c_void_p * len(ptrs))(*ptrs))
         self._tensors = tensors  # keep them alive while the kernel points at them
-
-    def _names(self, module: torch.nn.Module) -> list[str]:
-        """The tensors the kernel reads, by name (looked up one by one, the weights once: walking every parameter
-        and buffer of a scripted module took 0.8 ms a bind, and a session binds at each reset and condition)."""
-        names = ["wte.weight", "ln_f.weight", "ln_f.bias", "alibi"] + (["cond_emb"] if int(module.cond_dim) > 0 else [])
-        return names + [f"blocks.{i}.{n}" for i in range(self.n_layers) for n in LAYER_TENSORS]
 
     def step(self, token: int, pos: int, origin: int = 0) -> torch.Tensor:
         """One token at absolute position pos -> logits (V,) of the next, a new tensor; the window
