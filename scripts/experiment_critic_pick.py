@@ -11,6 +11,8 @@ p(target) with the verdict across candidates.
         [--tta=-3,-2,-1,0,1,2,3]   also the critic averaged over transpositions
         [--generative]             also the decoder's own likelihood under each style (a generative classifier)
         [--dump out.npz]           each candidate's pair, critic p(target), chroma, verdict and notes
+        [--save out.pkl]           the candidates themselves with each file's critic p(target), to score again
+                                   with other critics (scripts/experiment_feature_critic.py)
 
 The first file writes the candidates; every file's critic scores them (only the critic is read of the others).
 Candidate c of a pair samples with the pair's eval seed + c, as `Restyler.restyle` drew them when the JSON in
@@ -92,6 +94,7 @@ def main() -> None:
     p.add_argument("--generative", action="store_true",
                    help="also pick by the decoder's own likelihood of each candidate under each style (slow)")
     p.add_argument("--dump", default=None, help="also save each candidate's pair, critic p(target), chroma and verdict (.npz)")
+    p.add_argument("--save", default=None, help="also pickle the candidates and each critic's p(target)")
     p.add_argument("--guidance", type=float, default=RestyleSettings.guidance, help="the decoding's guidance")
     p.add_argument("--anchor-register", action="store_true",
                    help="an anchored model: its anchor's mean pitch moved to the target style's (train phrases)")
@@ -161,6 +164,7 @@ def main() -> None:
               "one_sample": round(float(np.mean([verdict[index[pr][0]] for pr in pairs])), 4),
               "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),
               "mean_candidate": round(float(verdict.mean()), 4), "critics": {}}
+    saved_p = []
     for path, model in zip(a.models, loaded):
         logits = critic_logits(model.module, heard, max_len)  # (N, S)
         probs = softmax(logits)
@@ -216,6 +220,14 @@ def main() -> None:
                      chroma=chroma, chroma_given=chroma_given, verdict=verdict, target=np.asarray(targets),
                      notes=np.asarray([len(o.notes) for o in outs]),
                      source_notes=np.asarray([len(s.notes) for s in given]))
+        saved_p.append(p_target)
+    if a.save:
+        import pickle
+
+        with open(a.save, "wb") as f:
+            pickle.dump({"outs": outs, "heard": heard, "sources": sources, "given": given, "targets": targets,
+                         "pair_of": pair_of, "critic_p_target": dict(zip(a.models, saved_p)),
+                         "as_played": a.as_played, "seed": a.seed}, f)
     report["wall_s"] = round(time.monotonic() - t0, 1)
     print(json.dumps(report, indent=1))
     if a.json:

@@ -3,7 +3,8 @@
 restyle-phrase, restyle-mmd, restyle-mmd-anchor, restyle-noadv and the tiny runs) go to engine.train.train_restyle, the style
 classifier's (style-classifier, tiny-style-classifier) to engine.train.style_classifier, the restyle critic's
 (restyle-critic, restyle-critic-gan and their tiny runs) to engine.train.train_critic, the decoder taught its
-critic's picks (restyle-picks, tiny-restyle-picks) to engine.train.train_picks. Imports torch only when run."""
+critic's picks (restyle-picks, tiny-restyle-picks) to engine.train.train_picks, the pick's n-gram critic
+(style-ngram, tiny-style-ngram) to engine.train.train_style_ngram. Imports torch only when run."""
 
 from engine.train.arguments import add_arguments
 
@@ -13,6 +14,7 @@ RESTYLE_CONFIGS = ("restyle", "restyle-phrase", "restyle-mmd", "restyle-mmd-anch
                    "tiny-restyle-anchor")  # its PRESETS
 CLASSIFIER_CONFIGS = ("style-classifier", "tiny-style-classifier")
 PICKS_CONFIGS = ("restyle-picks", "tiny-restyle-picks")
+NGRAM_CONFIGS = ("style-ngram", "tiny-style-ngram")
 CRITIC_CONFIGS = ("restyle-critic", "tiny-restyle-critic",
                   "restyle-critic-gan", "tiny-restyle-critic-gan")
 
@@ -36,6 +38,11 @@ def run(args) -> int:
         from engine.train.train_picks import load_picks_config, train_picks
 
         print(json.dumps(train_picks(load_picks_config(args.config, overrides)), indent=2))
+        return 0
+    if args.config in NGRAM_CONFIGS:
+        from engine.train.train_style_ngram import load_style_ngram_config, train_style_ngram
+
+        print(json.dumps(train_style_ngram(load_style_ngram_config(args.config, overrides)), indent=2))
         return 0
     if args.config in CLASSIFIER_CONFIGS:
         from dataclasses import replace

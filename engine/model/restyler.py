@@ -34,7 +34,8 @@ The knobs besides style and amount:
                        notes fell more than an octave outside the phrase's range, against 6 % unguided
     temperature, top_p the sampler's
     candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
-                       probability of the target style plus its chroma similarity to the phrase (`score`);
+                       probability of the target style (with the file's n-gram critic, the mean of the two:
+                       engine.model.style_ngram) plus its chroma similarity to the phrase (`score`);
                        offline all of them, live as many whole ones as the silence before the phrase end
                        allows (engine.live.modes.restyle)
     rebar = True       the model reads and writes the phrase in the target style's bar lines where its bar
@@ -53,6 +54,7 @@ import torch
 from engine.errors import ModelError, SidemanError
 from engine.model.grammar import GrammarState
 from engine.model.sampler import Constraints, Sampler, SamplingConfig, allowed_mask_np
+from engine.model.style_ngram import StyleNgram, read_style_ngram
 from engine.music.barring import barred_for
 from engine.music.melody import NO_STYLE, ROLE, Melody, decode_melody, encode_melody
 from engine.music.similarity import chroma_similarity
@@ -117,7 +119,22 @@ class Restyler:
         self.anchored = bool(session.card["restyle"].get("anchor", False))  # the decoder reads the phrase's anchor
         self.n_styles = len(STYLE_NAMES)
         self.guide = guide if guide is not None else session.twin()
+        self.ngram = self._style_ngram(session)  # the pick's second critic, when the file carries one
         self._encoded: tuple | None = None  # the last phrase begun: (melody, (style, rebar), (own, view, tokens, z))
+
+    @staticmethod
+    def _style_ngram(session) -> StyleNgram | None:
+        if not session.card["restyle"].get("ngram_critic"):
+            return None
+        ngram = read_style_ngram(session.path)
+        if ngram is None:
+            raise ModelError(f"{session.path}: the card names a style n-gram critic the file does not hold (copied "
+                             "without it?); attach it again with `sideman train --config style-ngram --set "
+                             f"model={session.path} --set out={session.path}`")
+        if ngram.styles != list(STYLE_NAMES):
+            raise ModelError(f"{session.path}: the style n-gram critic knows the styles {ngram.styles}, the runtime "
+                             f"{list(STYLE_NAMES)}; attach it again with `sideman train --config style-ngram`")
+        return ngram
 
     def _tensor(self, tokens: list[int]) -> torch.Tensor:
         return torch.tensor([tokens], dtype=torch.long, device=self.session.device)  # (1, T)
@@ -201,10 +218,14 @@ class Restyler:
 
     def score(self, melody: Melody, decode: "RestyleDecode") -> float:
         """A finished candidate's worth (0..2): the critic's probability of the target style, hearing it as the
-        model wrote it (the target's bar lines), plus its chroma similarity to the phrase `melody`."""
+        model wrote it (the target's bar lines), plus its chroma similarity to the phrase `melody`. With the
+        file's n-gram critic (`engine.model.style_ngram`), the style term is the two critics' mean."""
         out = decode.result()
         heard = Melody(out.notes, decode.meter, decode.bars)
-        style = float(self.own_style(encode_melody(heard, self.vocab))[style_index(decode.settings.style)])
+        target = style_index(decode.settings.style)
+        style = float(self.own_style(encode_melody(heard, self.vocab))[target])
+        if self.ngram is not None:
+            style = 0.5 * (style + float(self.ngram.probabilities(out, self.vocab)[target]))
         return style + chroma_similarity(melody, out, self.vocab)
 
 

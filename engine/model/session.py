@@ -60,6 +60,7 @@ class ModelSession:
         cfg = loaded.card["model"]
         self.card = loaded.card
         self.name = loaded.name
+        self.path = loaded.path  # the model file (a restyle file also holds its n-gram critic)
         self.vocab_size = int(cfg["vocab_size"])
         self.window = int(cfg["window"])
         self.max_rollback = int(cfg["max_rollback"])

@@ -13,7 +13,9 @@ style, from the phrase as written (clean) and as a person plays it (`play_melody
     reconstruction     teacher-forced token accuracy of the decoder given z and the phrase's own style
                        (same style in and out), and amount 0 sampled: chroma to the source
     critic             the same with `candidates` sampled, the one kept best by the critic's probability of the
-                       target plus its chroma similarity to the source (kept only if it helps)
+                       target plus its chroma similarity to the source (kept only if it helps); with the file's
+                       n-gram critic (engine.model.style_ngram) the two critics' mean, and the pick by the
+                       model's own critic alone beside it (`model_token_critic`)
     keep               the knobs: the phrase's rhythm kept (the model picks the pitches), its pitches kept
                        (the model picks when each sounds)
     disentanglement    a probe (an MLP trained on every z of train phrases: one a bar, or one a phrase)
@@ -245,6 +247,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
     loaded = load_model(model, DEFAULT_VOCAB)
     session = ModelSession(loaded, device="cpu", threads=1)
     restyler = Restyler(session, DEFAULT_VOCAB)
+    ngram = restyler.ngram  # the pick's n-gram critic, when the file has one
     phrases = _phrases(corpus, per_style, seed)
     rng = np.random.default_rng(seed + 1)
     played = {id(p): play_melody(p.melody, rng) for p in phrases}
@@ -271,7 +274,10 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                     ("keep_rhythm", 1, "rhythm", guidance, reg), ("keep_pitches", 1, "pitches", guidance, reg),
                     ("unguided", 1, "nothing", 0.0, reg), ("unguided_critic", candidates, "nothing", 0.0, reg),
                     ("any_register", 1, "nothing", guidance, None))
+        if ngram is not None:  # the pick without the file's n-gram critic: the model's own critic alone
+            variants += (("model_token_critic", candidates, "nothing", guidance, reg),)
         for variant, n_cand, keep, push, register in variants:
+            restyler.ngram = None if variant == "model_token_critic" else ngram
             sources, outputs, targets = [], [], []
             pair_hits = np.zeros((k, k))
             pair_n = np.zeros((k, k))
@@ -303,6 +309,7 @@ def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | N
                                       for a in range(k) for b in range(k) if a != b and pair_n[a, b]}
             log.info("%s %s: target accuracy %.3f, chroma %.3f, onsets %.3f", set_name, variant,
                      rows[variant]["target_accuracy"], chroma, onsets)
+        restyler.ngram = ngram
         # baselines: the source copied; a random real phrase of the target style
         copies, randoms, sources, targets = [], [], [], []
         for p in phrases:
@@ -385,8 +392,8 @@ def format_report(r: dict) -> str:
         rows = r[set_name]
         lines.append(f"  {set_name}:")
         lines.append(f"    {'':<20}{'target acc':>11}{'chroma':>9}{'onsets':>9}{'outside':>9}{'register':>9}")
-        for name in ("model", "model_critic", "keep_rhythm", "keep_pitches", "unguided", "unguided_critic",
-                     "any_register", "copy", "random_target"):
+        for name in ("model", "model_critic", "model_token_critic", "keep_rhythm", "keep_pitches", "unguided",
+                     "unguided_critic", "any_register", "copy", "random_target"):
             if name not in rows:
                 continue
             x = rows[name]

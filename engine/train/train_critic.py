@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from engine.corpus.phrases import PhraseSampler, corpus_phrases, style_corpus
 from engine.errors import ModelError
 from engine.model.modelfile import load_model
+from engine.model.style_ngram import read_style_ngram
 from engine.music.melody import Melody, encode_melody
 from engine.music.styles import STYLE_NAMES
 from engine.music.tokens import Meter
@@ -39,6 +40,7 @@ from engine.train.export import export_model
 from engine.train.humanize import play_melody
 from engine.train.restyle_model import RestyleLM
 from engine.train.train_restyle import RestyleTrainConfig, eval_metrics, pad_batch, with_overrides
+from engine.train.train_style_ngram import attach_style_ngram, carry_style_ngram
 
 log = logging.getLogger("sideman.train.critic")
 REPO = Path(__file__).resolve().parents[2]
@@ -253,6 +255,7 @@ def train_critic(cfg: CriticConfig, out: Path | None = None) -> dict:
         log.info("held-out generated phrases called generated: %.3f",
                  card["critic"]["held_out_generated_called_generated"])
     export_model(model, path, card)
+    carry_style_ngram(REPO / cfg.model, path)
     log.info("exported %s", path)
     return {"path": str(path), **card["critic"]}
 
@@ -269,7 +272,10 @@ def ship(path: Path, evaluation: dict | None = None, out: Path | None = None) ->
         card["metrics"] = {"val_recon_best": old.get("val_recon_best"), **metrics}
     out = out or REPO / "models" / "restyle.pt"
     card = {k: card[k] for k in CARD_KEYS if k in card}
+    ngram = read_style_ngram(Path(path))  # read before the export: `out` may be `path`
     export_model(model, out, card)
+    if ngram is not None:
+        attach_style_ngram(out, ngram, out)
     return out
 
 

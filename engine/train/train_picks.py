@@ -31,6 +31,7 @@ from engine.music.similarity import chroma_similarity
 from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.export import export_model
+from engine.train.train_style_ngram import carry_style_ngram
 from engine.train.humanize import play_melody
 from engine.train.train_critic import CARD_KEYS, load_restyle_model
 from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, one_hot, pad_batch, with_overrides
@@ -191,6 +192,7 @@ def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
                                "(engine.train.train_picks)", "config": asdict(cfg), "pairs": len(picks),
                      "generation_s": round(generation_s, 1), "wall_time_s": round(time.monotonic() - t0, 1)}
     export_model(model, path, card)
+    carry_style_ngram(REPO / cfg.model, path)
     log.info("exported %s", path)
     return {"path": str(path), **card["picks"]}
 

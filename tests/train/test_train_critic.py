@@ -53,6 +53,11 @@ def test_a_tiny_critic_run_changes_only_the_critic_and_the_runtime_restyles_with
     assert changed and all(k.startswith("critic.") for k in changed)
     card = json.loads(out.with_name("restyle.card.json").read_text())
     assert card["task"] == "RESTYLE" and card["critic"]["config"]["steps"] == 6
+    from engine.model.style_ngram import read_style_ngram
+
+    carried = read_style_ngram(MODEL)  # the file's n-gram critic (if it has one) goes along with it
+    assert (read_style_ngram(out) is None) == (carried is None)
+    assert ("ngram_critic" in card["restyle"]) == (carried is not None)
     restyler = Restyler(ModelSession(load_model(out), device="cpu", threads=1))
     notes = np.array([[0, 24, 62, 80], [24, 48, 64, 80], [48, 96, 66, 80], [96, 192, 67, 80]], dtype=np.int32)
     result = restyler.restyle(Melody(notes, Meter(4, 4), 2), RestyleSettings(style="chorale"), seed=0)
@@ -64,6 +69,7 @@ def test_a_tiny_critic_run_changes_only_the_critic_and_the_runtime_restyles_with
     card = json.loads(shipped.with_name("shipped.card.json").read_text())
     assert card["metrics"]["model_critic_target_accuracy_clean"] == 0.5 and card["metrics"]["probe"]
     assert card["critic"]["config"]["steps"] == 6
+    assert (read_style_ngram(shipped) is None) == (carried is None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         again = torch.jit.load(str(shipped)).state_dict()
