@@ -89,6 +89,7 @@ def main() -> None:
     p.add_argument("--per-style", type=int, default=8)
     p.add_argument("--candidates", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--split", default="test", help="the phrases' split (val: to choose a setting without the test phrases)")
     p.add_argument("--as-played", action="store_true", help="the sources as a person plays them (the eval's)")
     p.add_argument("--tta", default="", help="also pick with the critic averaged over these transpositions, e.g. -2,-1,0,1,2")
     p.add_argument("--generative", action="store_true",
@@ -98,6 +99,9 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=RestyleSettings.guidance, help="the decoding's guidance")
     p.add_argument("--anchor-register", action="store_true",
                    help="an anchored model: its anchor's mean pitch moved to the target style's (train phrases)")
+    p.add_argument("--anchor-toward", type=float, default=0.0,
+                   help="an anchored model: its pitch-class profile blended this far toward the target style's mean "
+                        "profile (train phrases, each turned to its most-heard pitch class), turned to the phrase's")
     p.add_argument("--temperature", type=float, default=0.8, help="the sampler's temperature (the eval's: 0.8)")
     p.add_argument("--json", default=None)
     a = p.parse_args()
@@ -108,7 +112,7 @@ def main() -> None:
     loaded = [load_model(m, DEFAULT_VOCAB) for m in a.models]
     restyler = Restyler(ModelSession(loaded[0], device="cpu", threads=1), DEFAULT_VOCAB)
     max_len = int(loaded[0].card["restyle"]["max_len"])
-    phrases = _phrases(corpus, a.per_style, a.seed)
+    phrases = _phrases(corpus, a.per_style, a.seed, a.split)
     target_now = [0]
     if a.anchor_register:  # each style's mean note-on pitch over 2,000 train phrases, as the anchor writes it
         from engine.corpus.phrases import PhraseSampler
@@ -128,6 +132,30 @@ def main() -> None:
             return rows
 
         restyler.decoder_latents = moved
+    if a.anchor_toward:  # each style's mean pitch-class profile relative to its most-heard class
+        from engine.corpus.phrases import PhraseSampler
+
+        sampler = PhraseSampler(corpus, "train", seed=a.seed + 7)
+        sums, counts = np.zeros((len(STYLE_NAMES), 12)), np.zeros(len(STYLE_NAMES))
+        for _ in range(2000):
+            m, s_ = sampler.draw()
+            if len(m.notes) == 0:
+                continue
+            prof = np.bincount(m.notes[:, 2] % 12, minlength=12) / len(m.notes)
+            sums[s_] += np.roll(prof, -int(np.argmax(prof)))
+            counts[s_] += 1
+        style_profile = sums / np.maximum(counts, 1)[:, None]
+        plain_rows = restyler.decoder_latents
+
+        def toward(tokens):
+            rows = plain_rows(tokens).copy()  # (N, Z + A): the anchor's dims 0..11 are the profile
+            prof = rows[0, restyler.z_dim:restyler.z_dim + 12]
+            tonic = int(np.argmax(prof))
+            blended = (1 - a.anchor_toward) * prof + a.anchor_toward * np.roll(style_profile[target_now[0]], tonic)
+            rows[:, restyler.z_dim:restyler.z_dim + 12] = blended
+            return rows
+
+        restyler.decoder_latents = toward
     rng = np.random.default_rng(a.seed + 1)  # as the eval plays them
     played = {id(ph): play_melody(ph.melody, rng) for ph in phrases}
     k = len(STYLE_NAMES)
@@ -158,8 +186,8 @@ def main() -> None:
     chroma_given = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(given, outs)])  # the pick's
     pairs = sorted(set(pair_of))
     index = {pr: [j for j, q in enumerate(pair_of) if q == pr] for pr in pairs}
-    report = {"models": a.models, "as_played": a.as_played, "guidance": a.guidance, "temperature": a.temperature,
-              "pairs": len(pairs), "anchor_register": a.anchor_register,
+    report = {"models": a.models, "split": a.split, "as_played": a.as_played, "guidance": a.guidance, "temperature": a.temperature,
+              "pairs": len(pairs), "anchor_register": a.anchor_register, "anchor_toward": a.anchor_toward,
               "candidates": a.candidates,
               "one_sample": round(float(np.mean([verdict[index[pr][0]] for pr in pairs])), 4),
               "any_candidate": round(float(np.mean([verdict[index[pr]].any() for pr in pairs])), 4),

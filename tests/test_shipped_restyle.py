@@ -142,6 +142,8 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
         assert rows["copy"]["chroma"] > 0.9  # the source against itself (as played: against its score)
         assert 0.0 <= rows["reconstruction_token_accuracy"] <= 1.0
         assert rows["pairs"]["model"]
+        if "ngram_critic" in json.loads((REPO / "models" / "restyle.card.json").read_text())["restyle"]:
+            assert 0.0 <= rows["model_token_critic"]["target_accuracy"] <= 1.0  # the pick without the n-gram critic
     assert r["ceiling"]["clean"] > 0.5 and 0.0 <= r["probe"]["model"] <= 1.0
     assert r["probe"]["bar_content"] > r["probe"]["chance"]  # a bar's own notes tell its style
 
@@ -294,3 +296,25 @@ def test_the_next_candidate_of_a_phrase_reuses_its_encoding_and_another_phrase_o
     fresh = Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1)).begin(source, fiddle, seed=4)
     fresh.run()
     assert again.tokens == fresh.tokens
+
+
+def test_the_shipped_file_carries_its_n_gram_critic_and_it_hears_real_held_out_phrases():
+    """The pick's second critic (engine.model.style_ngram) travels inside models/restyle.pt, counted on real
+    train phrases; on real held-out phrases of the small cache it names the style well above chance (0.2)."""
+    from engine.corpus.phrases import corpus_phrases, style_corpus
+    from engine.model.modelfile import load_model
+    from engine.model.restyler import Restyler
+    from engine.model.session import ModelSession
+    from engine.model.style_ngram import read_style_ngram
+    from engine.train.train_style_ngram import balanced_accuracy
+
+    ngram = read_style_ngram(MODEL)
+    assert ngram is not None
+    card = json.loads((REPO / "models" / "restyle.card.json").read_text())
+    counted = card["restyle"]["ngram_critic"]
+    assert counted["config"]["phrases"] >= 10000 and counted["metrics"]["test_balanced_accuracy_clean"] >= 0.6
+    phrases = corpus_phrases(style_corpus(24), "test", 20, seed=0)
+    y = np.asarray([p.style for p in phrases])
+    pred = np.asarray([int(np.argmax(ngram.probabilities(p.melody))) for p in phrases])
+    assert len(set(y)) == 5 and balanced_accuracy(pred, y) >= 0.45
+    assert Restyler(ModelSession(load_model(MODEL), device="cpu", threads=1)).ngram is not None

@@ -23,8 +23,8 @@ def add_arguments(parser) -> None:
                         help="only the clean prompts (skip the as-played and swung ones)")
     parser.add_argument("--ablation", default=None,
                         help="restyle: the model trained without the latent adversary, for the probe's comparison")
-    parser.add_argument("--candidates", type=int, default=8,
-                        help="restyle: candidates the critic chooses among in the critic variant (default 8)")
+    parser.add_argument("--candidates", type=int, default=16,
+                        help="restyle: candidates the critics choose among in the critic variants (default 16)")
     parser.add_argument("--temperature", type=float, default=0.8, help="restyle: the sampling temperature")
     parser.add_argument("--guidance", type=float, default=1.5,
                         help="restyle: the guidance of the guided rows (the unguided rows are 0)")

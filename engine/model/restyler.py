@@ -35,7 +35,7 @@ The knobs besides style and amount:
     temperature, top_p the sampler's
     candidates > 1     several restyled phrases are sampled and the one kept is the best by the critic's
                        probability of the target style (with the file's n-gram critic, the mean of the two:
-                       engine.model.style_ngram) plus its chroma similarity to the phrase (`score`);
+                       engine.model.style_ngram) plus 1.5 x its chroma similarity to the phrase (`score`);
                        offline all of them, live as many whole ones as the silence before the phrase end
                        allows (engine.live.modes.restyle)
     rebar = True       the model reads and writes the phrase in the target style's bar lines where its bar
@@ -61,6 +61,11 @@ from engine.music.similarity import chroma_similarity
 from engine.music.styles import STYLE_NAMES, style_index
 from engine.music.tokens import DecodedEvent
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
+
+# The pick's weight on chroma against the critics' p(target) (each 0..1). Chosen on validation phrases
+# (scripts/experiment_critic_pick.py --split val, 16 candidates, clean and as played; docs/benchmarks.md):
+# 1.5 gave target style 0.70 at chroma 0.61 with both critics; 1.0 the same style at chroma 0.60.
+PICK_CHROMA_WEIGHT = 1.5
 
 KEEP = ("nothing", "rhythm", "pitches")
 MAX_GUIDANCE = 4.0
@@ -201,8 +206,8 @@ class Restyler:
         return encoded
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
-        """The phrase restyled; with `candidates` > 1 the one that best keeps both: the critic's probability
-        of the target style plus the chroma similarity to the phrase (each 0..1). Candidate k of seed s samples
+        """The phrase restyled; with `candidates` > 1 the one that best keeps both (`score`): the critics'
+        probability of the target style plus 1.5 x the chroma similarity to the phrase (each 0..1). Candidate k of seed s samples
         with seed s * candidates + k, so two seeds never share a candidate (with s + k, seeds 1, 2 and 3 shared
         most of theirs and gave the same phrase)."""
         best, best_score = None, -1.0
@@ -217,16 +222,17 @@ class Restyler:
         return best
 
     def score(self, melody: Melody, decode: "RestyleDecode") -> float:
-        """A finished candidate's worth (0..2): the critic's probability of the target style, hearing it as the
-        model wrote it (the target's bar lines), plus its chroma similarity to the phrase `melody`. With the
-        file's n-gram critic (`engine.model.style_ngram`), the style term is the two critics' mean."""
+        """A finished candidate's worth (0..2.5): the critic's probability of the target style, hearing it as
+        the model wrote it (the target's bar lines), plus PICK_CHROMA_WEIGHT x its chroma similarity to the
+        phrase `melody`. With the file's n-gram critic (`engine.model.style_ngram`), the style term is the two
+        critics' mean."""
         out = decode.result()
         heard = Melody(out.notes, decode.meter, decode.bars)
         target = style_index(decode.settings.style)
         style = float(self.own_style(encode_melody(heard, self.vocab))[target])
         if self.ngram is not None:
             style = 0.5 * (style + float(self.ngram.probabilities(out, self.vocab)[target]))
-        return style + chroma_similarity(melody, out, self.vocab)
+        return style + PICK_CHROMA_WEIGHT * chroma_similarity(melody, out, self.vocab)
 
 
 def candidate_seed(seed: int | None, candidates: int, k: int) -> int | None:

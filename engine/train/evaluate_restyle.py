@@ -68,9 +68,9 @@ REPO = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL = REPO / "models" / "restyle.pt"
 
 
-def _phrases(corpus: Corpus, per_style: int, seed: int) -> list[StyledPhrase]:
+def _phrases(corpus: Corpus, per_style: int, seed: int, split: str = "test") -> list[StyledPhrase]:
     out = []
-    for p in corpus_phrases(corpus, "test", None, seed=seed):
+    for p in corpus_phrases(corpus, split, None, seed=seed):
         if len(encode_melody(p.melody)) <= 256:
             out.append(p)
     rng = np.random.default_rng(seed)
@@ -238,7 +238,7 @@ def reconstruction_accuracy(restyler: Restyler, phrases, rng=None) -> float:
 
 def evaluate_restyle(model: str | Path = DEFAULT_MODEL, ablation: str | Path | None = None,
                      classifier: str | Path = CLASSIFIER_PATH, per_style: int = 20, seed: int = 0,
-                     temperature: float = 0.8, candidates: int = 8, probe_per_style: int = 300,
+                     temperature: float = 0.8, candidates: int = 16, probe_per_style: int = 300,
                      as_played: bool = True, data_limit: int = 0, probe_only: bool = False, probe_draws: int = 3,
                      guidance: float = RestyleSettings.guidance, rebar: bool = RestyleSettings.rebar) -> dict:
     t0 = time.monotonic()

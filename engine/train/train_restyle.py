@@ -432,12 +432,14 @@ def eval_metrics(evaluation: dict) -> dict:
     metrics = {}
     for set_name in ("clean", "as_played"):
         rows = evaluation.get(set_name, {})
-        for variant in ("model", "model_critic", "keep_rhythm", "keep_pitches", "copy", "random_target"):
+        for variant in ("model", "model_critic", "model_token_critic", "keep_rhythm", "keep_pitches", "copy",
+                        "random_target"):
             for key in ("target_accuracy", "chroma", "onsets"):
                 if key in rows.get(variant, {}):
                     metrics[f"{variant}_{key}_{set_name}"] = rows[variant][key]
         if "reconstruction_token_accuracy" in rows:
             metrics[f"reconstruction_token_accuracy_{set_name}"] = rows["reconstruction_token_accuracy"]
+    metrics["candidates"] = evaluation.get("candidates")
     metrics["classifier_ceiling"] = evaluation.get("ceiling")
     metrics["probe"] = evaluation.get("probe")
     return metrics
