@@ -4,10 +4,11 @@ Scores the candidates saved by `scripts/experiment_critic_pick.py --save` again:
 critic (the shipped rule: p(target) + chroma), by a feature critic (an MLP on the judge's 70 phrase
 statistics, trained like the judge on train phrases but with its own seed and draw: `--feature-critic`), and
 by both averaged. Each pick is judged twice: by the independent classifier (the eval's judge) and by a second
-judge of another kind, built here from train phrases only: a per-style trigram model over (melodic interval,
-inter-onset time) that reads the order of the notes, not their statistics, and no pitch class, register or
-metric position. A pick that only pleases the judge's feature boundary gains under the first and not under
-the second.
+judge of another kind, counted here from train phrases only: per-style trigram models over (melodic interval,
+inter-onset time) that read the order of the notes, not their statistics, and no pitch class, register or
+metric position (`engine.model.style_ngram`, counted as `sideman train --config style-ngram` counts it; it
+became the pick's second critic, and the picks by it and by its mean with the file's critic are scored here
+too). A pick that only pleases the judge's feature boundary gains under the first and not under the second.
 
     python scripts/experiment_feature_critic.py runs/fc/shipped-s1-clean.pkl [more.pkl ...]
         [--feature-critic runs/feature-critic/feature-critic.pt] [--json out.json]
@@ -21,91 +22,24 @@ import logging
 import pickle
 import time
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from engine.corpus.phrases import PhraseSampler, corpus_phrases, style_corpus
-from engine.music.melody import ON, PITCH, Melody
+from engine.corpus.phrases import corpus_phrases, style_corpus
+from engine.model.style_ngram import StyleNgram, melody_symbols
+from engine.music.melody import Melody
 from engine.music.similarity import chroma_similarity
-from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.humanize import play_melody
 from engine.train.style_classifier import load_classifier
+from engine.train.train_style_ngram import StyleNgramConfig, build_style_ngram
 
 log = logging.getLogger("sideman.experiment.feature_critic")
 
-TPB = DEFAULT_VOCAB.config.ticks_per_beat
-
-
-def symbols(m: Melody) -> list[int]:
-    """One symbol a note after the first: its melodic interval (clipped to +-12, 25 values) and the time since
-    the previous onset (log2 of beats from 1/8 to 8, 9 values): 225 symbols."""
-    notes = m.notes
-    if len(notes) < 2:
-        return []
-    steps = np.clip(np.diff(notes[:, PITCH].astype(np.int64)), -12, 12) + 12
-    ioi = np.maximum(np.diff(notes[:, ON].astype(np.int64)), 1) / TPB
-    bins = np.clip(np.rint(np.log2(ioi) + 3), 0, 8).astype(np.int64)
-    return list(steps * 9 + bins)
-
-
-class TrigramJudge:
-    """Per-style interpolated trigram models over `symbols`; the style whose model gives the phrase the
-    highest likelihood is the verdict (uniform prior)."""
-
-    V = 225
-    LAMBDAS = (0.2, 0.35, 0.45)  # unigram, bigram, trigram
-
-    def __init__(self) -> None:
-        self.counts: list[tuple[Counter, Counter, Counter, Counter, Counter]] = []
-
-    def fit(self, per_style: list[list[list[int]]]) -> "TrigramJudge":
-        for seqs in per_style:
-            uni, bi, tri, ctx1, ctx2 = Counter(), Counter(), Counter(), Counter(), Counter()
-            for s in seqs:
-                for i, w in enumerate(s):
-                    uni[w] += 1
-                    if i >= 1:
-                        bi[(s[i - 1], w)] += 1
-                        ctx1[s[i - 1]] += 1
-                    if i >= 2:
-                        tri[(s[i - 2], s[i - 1], w)] += 1
-                        ctx2[(s[i - 2], s[i - 1])] += 1
-            self.counts.append((uni, bi, tri, ctx1, ctx2))
-        return self
-
-    def loglik(self, s: list[int]) -> np.ndarray:
-        """(S,) the phrase's log-likelihood under each style's model."""
-        out = np.zeros(len(self.counts))
-        for k, (uni, bi, tri, ctx1, ctx2) in enumerate(self.counts):
-            total_uni = sum(uni.values())
-            ll = 0.0
-            for i, w in enumerate(s):
-                p1 = (uni[w] + 0.5) / (total_uni + 0.5 * self.V)
-                p2 = bi[(s[i - 1], w)] / ctx1[s[i - 1]] if i >= 1 and ctx1[s[i - 1]] else p1
-                c2 = ctx2[(s[i - 2], s[i - 1])] if i >= 2 else 0
-                p3 = tri[(s[i - 2], s[i - 1], w)] / c2 if c2 else p2
-                ll += np.log(self.LAMBDAS[0] * p1 + self.LAMBDAS[1] * p2 + self.LAMBDAS[2] * p3)
-            out[k] = ll
-        return out
-
-    def predict(self, melodies: list[Melody]) -> np.ndarray:
-        return np.asarray([int(np.argmax(self.loglik(symbols(m)))) if len(m.notes) > 1 else -1 for m in melodies])
-
-
-def train_trigram_judge(corpus, phrases: int = 30000, seed: int = 23) -> TrigramJudge:
-    """Train phrases only, the styles equally often, half as played (as the judge's)."""
-    sampler = PhraseSampler(corpus, "train", seed=seed)
-    rng = np.random.default_rng(seed)
-    per_style: list[list[list[int]]] = [[] for _ in STYLE_NAMES]
-    for _ in range(phrases):
-        m, s = sampler.draw()
-        if rng.random() < 0.5:
-            m = play_melody(m, rng)
-        per_style[s].append(symbols(m))
-    return TrigramJudge().fit(per_style)
+def predict(ngram: StyleNgram, melodies: list[Melody]) -> np.ndarray:
+    """The trigram models' verdict on each phrase (-1: fewer than 2 notes)."""
+    return np.asarray([int(np.argmax(ngram.probabilities(m))) if len(m.notes) > 1 else -1 for m in melodies])
 
 
 def softmax(x: np.ndarray) -> np.ndarray:
@@ -127,13 +61,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.monotonic()
     corpus = style_corpus(0)
-    cache = Path("runs/fc/trigram-judge.pkl")
-    if cache.exists():
-        second = pickle.loads(cache.read_bytes())
-    else:
-        second = train_trigram_judge(corpus)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_bytes(pickle.dumps(second))
+    second = build_style_ngram(StyleNgramConfig())  # 30,000 train phrases, half as played (seed 23)
     judge, critic = load_classifier(), load_classifier(a.feature_critic)
     report: dict = {"feature_critic": a.feature_critic, "ceilings": {}, "draws": {}}
     test = corpus_phrases(corpus, "test", 300, seed=5)
@@ -142,7 +70,7 @@ def main() -> None:
     for name, ms in (("clean", [ph.melody for ph in test]),
                      ("as_played", [play_melody(ph.melody, rng) for ph in test])):
         report["ceilings"][name] = {"judge": round(balanced(judge.predict(ms), y), 4),
-                                    "second_judge": round(balanced(second.predict(ms), y), 4),
+                                    "second_judge": round(balanced(predict(second, ms), y), 4),
                                     "feature_critic": round(balanced(critic.predict(ms), y), 4)}
     log.info("ceilings %s", report["ceilings"])
     for path in a.saved:
@@ -151,13 +79,13 @@ def main() -> None:
         pairs = sorted(set(d["pair_of"]))
         index = {pr: [j for j, q in enumerate(d["pair_of"]) if q == pr] for pr in pairs}
         verdict = judge.predict(outs) == targets  # (N,)
-        second_verdict = second.predict(outs) == targets
+        second_verdict = predict(second, outs) == targets
         chroma = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(d["sources"], outs)])
         chroma_given = np.array([chroma_similarity(s, o, DEFAULT_VOCAB) for s, o in zip(d["given"], outs)])
         p_token = next(iter(d["critic_p_target"].values()))
         p_feature = critic.probabilities(outs)[np.arange(len(targets)), targets]
-        ll = np.stack([second.loglik(symbols(o)) for o in outs])  # (N, S)
-        n_sym = np.maximum([len(symbols(o)) for o in outs], 1)[:, None]
+        ll = np.stack([second.log_likelihoods(melody_symbols(o)) for o in outs])  # (N, S)
+        n_sym = np.maximum([len(melody_symbols(o)) for o in outs], 1)[:, None]
         p_trigram = softmax(ll)[np.arange(len(targets)), targets]  # the trigram models' posterior
         p_trigram_note = softmax(ll / n_sym * 4)[np.arange(len(targets)), targets]  # tempered: per 4 notes
         row = {"pairs": len(pairs), "as_played": d["as_played"], "seed": d["seed"],
@@ -177,7 +105,8 @@ def main() -> None:
         for pick_name, score in (("token_critic", p_token), ("feature_critic", p_feature),
                                  ("both", 0.5 * (p_token + p_feature)), ("trigram", p_trigram),
                                  ("trigram_per_note", p_trigram_note), ("token+trigram", 0.5 * (p_token + p_trigram)),
-                                 ("token+trigram_per_note", 0.5 * (p_token + p_trigram_note)), ("judge_itself (cheating)", verdict * 1.0)):
+                                 ("token+trigram_per_note", 0.5 * (p_token + p_trigram_note)),
+                                 ("judge_itself (cheating)", verdict * 1.0)):
             for lam in (0.5, 1.0, 2.0):
                 picks = [index[pr][int(np.argmax(score[index[pr]] + lam * chroma_given[index[pr]]))] for pr in pairs]
                 row["picks"][f"{pick_name}+{lam:g}chroma"] = {

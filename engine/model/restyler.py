@@ -207,9 +207,9 @@ class Restyler:
 
     def restyle(self, melody: Melody, settings: RestyleSettings, seed: int | None = None) -> Melody:
         """The phrase restyled; with `candidates` > 1 the one that best keeps both (`score`): the critics'
-        probability of the target style plus 1.5 x the chroma similarity to the phrase (each 0..1). Candidate k of seed s samples
-        with seed s * candidates + k, so two seeds never share a candidate (with s + k, seeds 1, 2 and 3 shared
-        most of theirs and gave the same phrase)."""
+        probability of the target style plus 1.5 x the chroma similarity to the phrase (each 0..1). Candidate
+        k of seed s samples with seed s * candidates + k, so two seeds never share a candidate (with s + k,
+        seeds 1, 2 and 3 shared most of theirs and gave the same phrase)."""
         best, best_score = None, -1.0
         for k in range(settings.candidates):
             decode = self.begin(melody, settings, seed=candidate_seed(seed, settings.candidates, k))

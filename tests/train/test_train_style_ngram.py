@@ -46,7 +46,8 @@ def test_attached_to_a_restyle_file_the_critic_travels_inside_it_and_the_runtime
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         files = {"card.json": ""}
-        before, after = torch.jit.load(str(MODEL)).state_dict(), torch.jit.load(str(out), _extra_files=files).state_dict()
+        before = torch.jit.load(str(MODEL)).state_dict()
+        after = torch.jit.load(str(out), _extra_files=files).state_dict()
     assert set(before) == set(after) and all(torch.equal(before[k], after[k]) for k in before)
     card = json.loads(files["card.json"])
     assert card["restyle"]["ngram_critic"]["config"]["phrases"] == 400
