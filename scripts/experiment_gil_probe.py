@@ -1,6 +1,6 @@
 """Does the restyle work hold the GIL long enough to delay another thread (the scheduler)? A probe thread
 sleeps 1 ms in a loop and records how late it wakes while the main thread runs each piece of a live restyle
-candidate's work (switch interval 0.5 ms, as the daemon sets it).
+candidate's work (switch interval 0.5 ms, as the daemon sets it), and each part of a decode step.
 
     python scripts/experiment_gil_probe.py
 """
@@ -46,3 +46,17 @@ r._encoded = None
 def first():
     r._encoded = None; r.begin(m, s)
 measure("begin, not memo'd", first, 100)
+# the parts of one decode step of a candidate: the grammar's mask, the sampler, the guided append (two native
+# kernel steps and the guidance's mix); a fresh begin every 100 appends keeps the position inside the window
+d = r.begin(m, s, seed=1)
+measure("a step's mask", d._mask, 3000)
+logits, mask = d._logits, d._mask()
+measure("a step's sample", lambda: d.sampler.sample(logits, mask), 3000)
+fresh = {"i": 0, "d": d}
+def append():
+    fresh["i"] += 1
+    if fresh["i"] % 100 == 0:
+        fresh["d"] = r.begin(m, s, seed=1)
+    fresh["d"].model.append(V.shift_base + 1)
+measure("a step's append (guided)", append, 2000)
+measure("idle again", lambda: time.sleep(0.002), 1000)
