@@ -33,7 +33,7 @@ from engine.music.similarity import chroma_similarity
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.humanize import play_melody
 from engine.train.style_classifier import load_classifier
-from engine.train.train_style_ngram import StyleNgramConfig, build_style_ngram
+from engine.train.train_style_ngram import StyleNgramConfig, balanced_accuracy, build_style_ngram
 
 log = logging.getLogger("sideman.experiment.feature_critic")
 
@@ -45,10 +45,6 @@ def predict(ngram: StyleNgram, melodies: list[Melody]) -> np.ndarray:
 def softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(-1, keepdims=True))
     return e / e.sum(-1, keepdims=True)
-
-
-def balanced(pred: np.ndarray, y: np.ndarray) -> float:
-    return float(np.mean([np.mean(pred[y == s] == s) for s in np.unique(y)]))
 
 
 def main() -> None:
@@ -69,9 +65,9 @@ def main() -> None:
     rng = np.random.default_rng(6)
     for name, ms in (("clean", [ph.melody for ph in test]),
                      ("as_played", [play_melody(ph.melody, rng) for ph in test])):
-        report["ceilings"][name] = {"judge": round(balanced(judge.predict(ms), y), 4),
-                                    "second_judge": round(balanced(predict(second, ms), y), 4),
-                                    "feature_critic": round(balanced(critic.predict(ms), y), 4)}
+        report["ceilings"][name] = {"judge": round(balanced_accuracy(judge.predict(ms), y), 4),
+                                    "second_judge": round(balanced_accuracy(predict(second, ms), y), 4),
+                                    "feature_critic": round(balanced_accuracy(critic.predict(ms), y), 4)}
     log.info("ceilings %s", report["ceilings"])
     for path in a.saved:
         d = pickle.loads(Path(path).read_bytes())

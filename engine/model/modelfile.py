@@ -55,19 +55,24 @@ def _parse_card(path: Path, text: str | bytes) -> dict[str, Any]:
     return card
 
 
-def read_card(path: str | Path) -> dict[str, Any]:
-    """The card embedded in a model file, read from the archive without loading the model."""
+def read_extra_file(path: str | Path, name: str) -> bytes | None:
+    """An extra file saved in a model's TorchScript archive (`_extra_files`), read without loading the model;
+    None when the archive has none of that name."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: no such model file; {FIX}")
     try:
         with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith("/extra/" + CARD_NAME)]
-            text = z.read(names[0]) if names else b""
+            names = [n for n in z.namelist() if n.endswith("/extra/" + name)]
+            return z.read(names[0]) if names else None
     except (zipfile.BadZipFile, OSError) as exc:
         raise ModelError(f"{path}: not a TorchScript model archive ({exc}); the file is damaged or is not a "
                          f"sideman model: {FIX}") from None
-    return _parse_card(path, text)
+
+
+def read_card(path: str | Path) -> dict[str, Any]:
+    """The card embedded in a model file, read from the archive without loading the model."""
+    return _parse_card(Path(path), read_extra_file(path, CARD_NAME) or b"")
 
 
 def check_card(path: Path, card: dict[str, Any], vocab: Vocab) -> None:

@@ -13,7 +13,7 @@ critic's verdict. The pick scores a candidate by the two critics' mean p(target)
 phrase (`engine.model.restyler.Restyler.score`).
 
 It travels inside the restyle model file, as the TorchScript archive's extra file `style_ngram.npz`, and the
-card's `restyle.ngram_critic` says so; `read_style_ngram` reads it from the archive (no torch).
+card's `restyle.ngram_critic` says so; `read_style_ngram` reads it from the archive without loading the model.
 
     ngram = read_style_ngram("models/restyle.pt")   # None for a file without one
     ngram.probabilities(melody)                    # (S,)
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import ModelError
+from engine.model.modelfile import read_extra_file
 from engine.music.melody import ON, PITCH, Melody
 from engine.music.vocab import DEFAULT_VOCAB, Vocab
 
@@ -148,14 +149,7 @@ class StyleNgram:
 
 def read_style_ngram(path: str | Path) -> StyleNgram | None:
     """The n-gram critic inside a restyle model file (None when the file has none)."""
-    path = Path(path)
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = [n for n in z.namelist() if n.endswith("/extra/" + EXTRA_NAME)]
-            data = z.read(names[0]) if names else None
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise ModelError(f"{path}: not a TorchScript model archive ({exc}); the file is damaged or is not a "
-                         "sideman model") from None
+    data = read_extra_file(path, EXTRA_NAME)
     return None if data is None else StyleNgram.from_bytes(data, str(path))
 
 

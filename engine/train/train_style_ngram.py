@@ -101,11 +101,11 @@ def build_style_ngram(cfg: StyleNgramConfig, corpus=None) -> StyleNgram:
         metrics[f"test_balanced_accuracy_{key}"] = round(balanced_accuracy(pred, y), 4)
     metrics["test_phrases"] = int(len(y))
     metrics["wall_time_s"] = round(time.monotonic() - t0, 1)
-    card["metrics"] = metrics
+    card["metrics"] = metrics  # (the critic's own card)
     log.info("style n-gram critic: test balanced accuracy %.3f clean, %.3f as played (%d phrases, %.0f s)",
              metrics["test_balanced_accuracy_clean"], metrics["test_balanced_accuracy_played"], len(y),
              metrics["wall_time_s"])
-    return StyleNgram(list(STYLE_NAMES), ngram.counts, card)
+    return ngram
 
 
 def attach_style_ngram(model: Path, ngram: StyleNgram, out: Path) -> dict:
