@@ -44,7 +44,7 @@ from engine.train.train_style_ngram import attach_style_ngram, carry_style_ngram
 
 log = logging.getLogger("sideman.train.critic")
 REPO = Path(__file__).resolve().parents[2]
-CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic", "picks")  # what a file keeps
+CARD_KEYS = ("name", "kind", "task", "styles", "restyle", "training", "metrics", "critic", "picks", "back")  # what a file keeps
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,10 @@ PRESETS: dict[str, RestyleTrainConfig] = {
     # the ablation: the same schedule without the adversary, stopped at 1,000 steps (matched with restyle's
     # step1000.pt snapshot: identical but for the adversary)
     "restyle-noadv": RestyleTrainConfig(name="restyle-noadv", adversary=False, stop_at=1000),
+    # the anchor model's ablation: restyle-mmd-anchor without the adversary and the MMD, stopped at 1,000 steps
+    # (matched with restyle-mmd-anchor's step1000.pt snapshot: identical but for what keeps the style out of z)
+    "restyle-anchor-noadv": RestyleTrainConfig(name="restyle-anchor-noadv", adversary=False, anchor=True,
+                                               stop_at=1000),
     "tiny-restyle": RestyleTrainConfig(name="tiny-restyle", d_model=64, n_layers=2, n_heads=2, d_ff=128, z_dim=8,
                                        enc_d=64, enc_layers=1, critic_d=32, critic_layers=1, batch_size=8,
                                        max_steps=20, warmup_steps=5, eval_every=10, val_per_style=4,
