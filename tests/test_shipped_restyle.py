@@ -132,6 +132,7 @@ def test_amount_0_gives_held_out_phrases_back_and_amount_1_moves_them_toward_the
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(450)  # the anchored model's probes read three views (z, the anchor, both): ~140 s quiet
 def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
     assert main(["eval", "--task", "restyle", "--data-limit", "24", "--prompts", "2", "--candidates", "2",
                  "--json"]) == 0
@@ -148,6 +149,9 @@ def test_eval_restyle_reports_every_measure_on_the_small_cache(capsys):
             assert 0.0 <= rows["model_token_critic"]["target_accuracy"] <= 1.0  # the pick without the n-gram critic
     assert r["ceiling"]["clean"] > 0.5 and 0.0 <= r["probe"]["model"] <= 1.0
     assert r["probe"]["bar_content"] > r["probe"]["chance"]  # a bar's own notes tell its style
+    if json.loads((REPO / "models" / "restyle.card.json").read_text())["restyle"].get("anchor"):
+        # everything the decoder reads of the phrase is probed too: the anchor alone and [z, anchor]
+        assert 0.0 <= r["probe"]["model_anchor"] <= 1.0 and 0.0 <= r["probe"]["model_decoder_input"] <= 1.0
 
 
 @pytest.mark.slow
