@@ -34,8 +34,8 @@ from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
 from engine.train.export import export_model
 from engine.train.humanize import play_melody
+from engine.train.decoder_tuning import decoder_loss, tune_decoder
 from engine.train.train_critic import CARD_KEYS, load_restyle_model
-from engine.train.train_picks import decoder_loss, real_loss
 from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, pad_batch, with_overrides
 from engine.train.train_style_ngram import carry_style_ngram
 
@@ -132,29 +132,7 @@ def train_backtranslate(cfg: BackConfig, out: Path | None = None) -> dict:
     pairs = back_pairs(REPO / cfg.model, sampler, cfg, trained.max_len, rng)
     batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
     generation_s = time.monotonic() - t0
-    for p in list(model.encoder.parameters()) + list(model.critic.parameters()):
-        p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_real = int(round(cfg.batch_size * cfg.real_share))
-    model.train()
-    model.encoder.eval()
-    model.critic.eval()
-    for step in range(cfg.steps):
-        idx = rng.integers(len(pairs), size=cfg.batch_size - n_real)
-        loss_back = back_loss(model, [pairs[i] for i in idx], cfg.word_dropout)
-        loss = loss_back
-        if n_real:
-            loss_real = real_loss(model, batches, n_real, cfg.word_dropout)
-            loss = (1.0 - cfg.real_share) * loss_back + cfg.real_share * loss_real
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        if step % 100 == 0:
-            log.info("step %d: back %.3f real %.3f (%.0f s)", step, loss_back.item(),
-                     loss_real.item() if n_real else float("nan"), time.monotonic() - t0)
-    model.eval()
+    tune_decoder(model, pairs, back_loss, batches, cfg, rng, log, "back")
     path = out or REPO / "runs" / cfg.name / "restyle.pt"
     card = {k: card[k] for k in CARD_KEYS if k in card}
     card["back"] = {"taught": "the decoder to write each real train phrase in its own style from its line "

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engine.corpus.phrases import PhraseSampler, style_corpus
 from engine.errors import ModelError
@@ -34,7 +33,8 @@ from engine.train.export import export_model
 from engine.train.train_style_ngram import carry_style_ngram
 from engine.train.humanize import play_melody
 from engine.train.train_critic import CARD_KEYS, load_restyle_model
-from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, one_hot, pad_batch, with_overrides
+from engine.train.decoder_tuning import decoder_loss, tune_decoder
+from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, pad_batch, with_overrides
 
 log = logging.getLogger("sideman.train.picks")
 REPO = Path(__file__).resolve().parents[2]
@@ -123,31 +123,6 @@ def picked_loss(model, batch: list[Picked], word_dropout: float) -> torch.Tensor
     return decoder_loss(model, tokens, z, styles, bars, word_dropout)
 
 
-def decoder_loss(model, tokens: torch.Tensor, z: torch.Tensor, styles: torch.Tensor, bars: torch.Tensor,
-                 word_dropout: float) -> torch.Tensor:
-    """tokens (B, T), z (B, N, Z), styles (B,), bars (B,): next-token cross-entropy under [z, style]."""
-    v = DEFAULT_VOCAB
-    inputs = tokens[:, :-1]
-    cond = model.bar_condition(z, one_hot(styles, model.n_styles), inputs, bars)  # (B, T-1, Z + S)
-    if word_dropout > 0:
-        ons = (inputs >= v.note_on_base) & (inputs < v.note_off_base)
-        inputs = inputs.masked_fill(ons & (torch.rand(inputs.shape) < word_dropout), v.pad)
-    logits = model(inputs, cond)  # (B, T-1, V)
-    target = tokens[:, 1:].clone()
-    target[target == v.pad] = -100
-    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
-
-
-def real_loss(model, batches: PhraseBatches, size: int, word_dropout: float) -> torch.Tensor:
-    """Real train phrases in their own style, drawn as the model's training drew them (`PhraseBatches`), z
-    sampled from the frozen encoder."""
-    clean, source, styles = batches.batch(size)  # (B, T), (B, T'), (B,)
-    with torch.no_grad():
-        mu, logvar, has = model.posterior(source)  # (B, N, Z) x2, (B, N)
-        z = model.decoder_latents(mu + torch.randn_like(mu) * (0.5 * logvar).exp(), source)  # (B, N, Z [+ A])
-    return decoder_loss(model, clean, z, styles, has.sum(1), word_dropout)
-
-
 def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
     t0 = time.monotonic()
     torch.set_num_threads(cfg.threads)
@@ -162,30 +137,7 @@ def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
     picks = picked_phrases(REPO / cfg.model, sampler, cfg, rng)
     batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
     generation_s = time.monotonic() - t0
-    frozen = list(model.encoder.parameters()) + list(model.critic.parameters())
-    for p in frozen:
-        p.requires_grad_(False)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    n_real = int(round(cfg.batch_size * cfg.real_share))
-    model.train()
-    model.encoder.eval()
-    model.critic.eval()
-    for step in range(cfg.steps):
-        idx = rng.integers(len(picks), size=cfg.batch_size - n_real)
-        loss_picked = picked_loss(model, [picks[i] for i in idx], cfg.word_dropout)
-        loss = loss_picked
-        if n_real:
-            loss_real = real_loss(model, batches, n_real, cfg.word_dropout)
-            loss = (1.0 - cfg.real_share) * loss_picked + cfg.real_share * loss_real
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        opt.step()
-        if step % 100 == 0:
-            log.info("step %d: picked %.3f real %.3f (%.0f s)", step, loss_picked.item(),
-                     loss_real.item() if n_real else float("nan"), time.monotonic() - t0)
-    model.eval()
+    tune_decoder(model, picks, picked_loss, batches, cfg, rng, log, "picked")
     path = out or REPO / "runs" / cfg.name / "restyle.pt"
     card = {k: card[k] for k in CARD_KEYS if k in card}
     card["picks"] = {"taught": "the decoder on its own critic's picks of the runtime's candidates "
