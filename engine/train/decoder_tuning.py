@@ -1,20 +1,30 @@
 """What teaching a restyle file's decoder alone shares (restyle-picks, restyle-back): the decoder's loss under a
 given condition, the real half of each batch (train phrases under their own style, as in the model's
-training), and the loop that trains the decoder with the encoder and the critic frozen, so that z, the probe on
-z and the critic's judgement stay the file's."""
+training), the loop that trains the decoder with the encoder and the critic frozen, so that z, the probe on
+z and the critic's judgement stay the file's, and the run around it (`teach_decoder`: load, examples, loop,
+export with the card and the n-gram critic carried)."""
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.corpus.phrases import PhraseSampler, style_corpus
+from engine.errors import ModelError
 from engine.music.vocab import DEFAULT_VOCAB
-from engine.train.train_restyle import PhraseBatches, one_hot
+from engine.train.export import export_model
+from engine.train.train_critic import CARD_KEYS, load_restyle_model
+from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, one_hot
+from engine.train.train_style_ngram import carry_style_ngram
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def decoder_loss(model, tokens: torch.Tensor, z: torch.Tensor, styles: torch.Tensor, bars: torch.Tensor,
@@ -74,4 +84,32 @@ def tune_decoder(model, examples: Sequence, example_loss: Callable, batches: Phr
     model.eval()
 
 
-__all__ = ["decoder_loss", "real_loss", "tune_decoder"]
+def teach_decoder(cfg, make_examples: Callable, example_loss: Callable, card_key: str, taught: str, label: str,
+                  log: logging.Logger, out: Path | None = None) -> dict:
+    """A whole run: the per-bar restyle file `cfg.model` loaded, `make_examples(path, sampler, trained config,
+    rng)` written from its train phrases, `tune_decoder` on them, and the file exported to `out` (default
+    runs/<name>/restyle.pt) with its card under `card_key` saying what was `taught`; its n-gram critic carried."""
+    t0 = time.monotonic()
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    model, card = load_restyle_model(REPO / cfg.model)
+    trained = RestyleTrainConfig.from_dict(card["training"]["config"])
+    if trained.latent != "bar":
+        raise ModelError(f"{cfg.model}: a model with one z a phrase; {cfg.name} teaches the per-bar model")
+    rng = np.random.default_rng(cfg.seed)
+    sampler = PhraseSampler(style_corpus(cfg.data_limit), "train", seed=cfg.seed, limit=cfg.data_limit)
+    examples = make_examples(REPO / cfg.model, sampler, trained, rng)
+    batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
+    generation_s = time.monotonic() - t0
+    tune_decoder(model, examples, example_loss, batches, cfg, rng, log, label)
+    path = out or REPO / "runs" / cfg.name / "restyle.pt"
+    card = {k: card[k] for k in CARD_KEYS if k in card}
+    card[card_key] = {"taught": taught, "config": asdict(cfg), "pairs": len(examples),
+                      "generation_s": round(generation_s, 1), "wall_time_s": round(time.monotonic() - t0, 1)}
+    export_model(model, path, card)
+    carry_style_ngram(REPO / cfg.model, path)
+    log.info("exported %s", path)
+    return {"path": str(path), **card[card_key]}
+
+
+__all__ = ["decoder_loss", "real_loss", "teach_decoder", "tune_decoder"]

@@ -20,27 +20,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.corpus.phrases import PhraseSampler, style_corpus
+from engine.corpus.phrases import PhraseSampler
 from engine.errors import ModelError
 from engine.model.modelfile import load_model
 from engine.music.melody import Melody, encode_melody
 from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
-from engine.train.export import export_model
 from engine.train.humanize import play_melody
-from engine.train.decoder_tuning import decoder_loss, tune_decoder
-from engine.train.train_critic import CARD_KEYS, load_restyle_model
-from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, pad_batch, with_overrides
-from engine.train.train_style_ngram import carry_style_ngram
+from engine.train.decoder_tuning import decoder_loss, teach_decoder
+from engine.train.train_restyle import pad_batch, with_overrides
 
 log = logging.getLogger("sideman.train.back")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -119,30 +115,10 @@ def back_loss(model, batch: list[BackPair], word_dropout: float) -> torch.Tensor
 
 
 def train_backtranslate(cfg: BackConfig, out: Path | None = None) -> dict:
-    t0 = time.monotonic()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model, card = load_restyle_model(REPO / cfg.model)
-    trained = RestyleTrainConfig.from_dict(card["training"]["config"])
-    if trained.latent != "bar":
-        raise ModelError(f"{cfg.model}: a model with one z a phrase; restyle-back teaches the per-bar model")
-    corpus = style_corpus(cfg.data_limit)
-    rng = np.random.default_rng(cfg.seed)
-    sampler = PhraseSampler(corpus, "train", seed=cfg.seed, limit=cfg.data_limit)
-    pairs = back_pairs(REPO / cfg.model, sampler, cfg, trained.max_len, rng)
-    batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
-    generation_s = time.monotonic() - t0
-    tune_decoder(model, pairs, back_loss, batches, cfg, rng, log, "back")
-    path = out or REPO / "runs" / cfg.name / "restyle.pt"
-    card = {k: card[k] for k in CARD_KEYS if k in card}
-    card["back"] = {"taught": "the decoder to write each real train phrase in its own style from its line "
-                              "restyled into another (back-translation; engine.train.train_backtranslate)",
-                    "config": asdict(cfg), "pairs": len(pairs), "generation_s": round(generation_s, 1),
-                    "wall_time_s": round(time.monotonic() - t0, 1)}
-    export_model(model, path, card)
-    carry_style_ngram(REPO / cfg.model, path)
-    log.info("exported %s", path)
-    return {"path": str(path), **card["back"]}
+    return teach_decoder(cfg, lambda path, sampler, trained, rng: back_pairs(path, sampler, cfg, trained.max_len, rng),
+                         back_loss, "back", "the decoder to write each real train phrase in its own style from its "
+                         "line restyled into another (back-translation; engine.train.train_backtranslate)", "back",
+                         log, out)
 
 
 def load_back_config(name: str, overrides: dict | None = None) -> BackConfig:

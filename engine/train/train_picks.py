@@ -16,28 +16,24 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.corpus.phrases import PhraseSampler, style_corpus
+from engine.corpus.phrases import PhraseSampler
 from engine.errors import ModelError
 from engine.model.modelfile import load_model
 from engine.music.melody import Melody, encode_melody
 from engine.music.similarity import chroma_similarity
 from engine.music.styles import STYLE_NAMES
 from engine.music.vocab import DEFAULT_VOCAB
-from engine.train.export import export_model
-from engine.train.train_style_ngram import carry_style_ngram
 from engine.train.humanize import play_melody
-from engine.train.train_critic import CARD_KEYS, load_restyle_model
-from engine.train.decoder_tuning import decoder_loss, tune_decoder
-from engine.train.train_restyle import PhraseBatches, RestyleTrainConfig, pad_batch, with_overrides
+from engine.train.decoder_tuning import decoder_loss, teach_decoder
+from engine.train.train_restyle import pad_batch, with_overrides
 
 log = logging.getLogger("sideman.train.picks")
-REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -124,29 +120,9 @@ def picked_loss(model, batch: list[Picked], word_dropout: float) -> torch.Tensor
 
 
 def train_picks(cfg: PicksConfig, out: Path | None = None) -> dict:
-    t0 = time.monotonic()
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    model, card = load_restyle_model(REPO / cfg.model)
-    trained = RestyleTrainConfig.from_dict(card["training"]["config"])
-    if trained.latent != "bar":
-        raise ModelError(f"{cfg.model}: a model with one z a phrase; restyle-picks teaches the per-bar model")
-    corpus = style_corpus(cfg.data_limit)
-    rng = np.random.default_rng(cfg.seed)
-    sampler = PhraseSampler(corpus, "train", seed=cfg.seed, limit=cfg.data_limit)
-    picks = picked_phrases(REPO / cfg.model, sampler, cfg, rng)
-    batches = PhraseBatches(sampler, trained, cfg.seed + 1)  # the real half, drawn as in the model's training
-    generation_s = time.monotonic() - t0
-    tune_decoder(model, picks, picked_loss, batches, cfg, rng, log, "picked")
-    path = out or REPO / "runs" / cfg.name / "restyle.pt"
-    card = {k: card[k] for k in CARD_KEYS if k in card}
-    card["picks"] = {"taught": "the decoder on its own critic's picks of the runtime's candidates "
-                               "(engine.train.train_picks)", "config": asdict(cfg), "pairs": len(picks),
-                     "generation_s": round(generation_s, 1), "wall_time_s": round(time.monotonic() - t0, 1)}
-    export_model(model, path, card)
-    carry_style_ngram(REPO / cfg.model, path)
-    log.info("exported %s", path)
-    return {"path": str(path), **card["picks"]}
+    return teach_decoder(cfg, lambda path, sampler, trained, rng: picked_phrases(path, sampler, cfg, rng),
+                         picked_loss, "picks", "the decoder on its own critic's picks of the runtime's candidates "
+                         "(engine.train.train_picks)", "picked", log, out)
 
 
 def load_picks_config(name: str, overrides: dict | None = None) -> PicksConfig:
